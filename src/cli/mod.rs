@@ -1,0 +1,142 @@
+//! The command line: clap definitions and printing. Everything it does goes through
+//! the engine.
+
+mod container;
+mod format;
+mod image;
+mod system;
+
+use crate::engine::{Engine, EngineError};
+use crate::paths::{Paths, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "twinbox",
+    version,
+    about = "Run the same container image as an isolated process or in its own KVM microVM, and compare the two",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Directory for persistent state (containers, images).
+    #[arg(long, global = true, env = "TWINBOX_ROOT", default_value = DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Directory for runtime files (control sockets, mount points).
+    #[arg(long, global = true, env = "TWINBOX_RUN_ROOT", default_value = DEFAULT_RUN_ROOT)]
+    pub run_root: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create and start a container (foreground unless -d)
+    Run(container::RunArgs),
+    /// Create a container without starting it
+    Create(container::CreateArgs),
+    /// Start one or more stopped containers
+    Start(container::StartArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL after the grace period)
+    Stop(container::StopArgs),
+    /// Send a signal to running containers
+    Kill(container::KillArgs),
+    /// Restart containers
+    Restart(container::StopArgs),
+    /// Freeze every process of containers (process: cgroup freezer; vm: vCPUs stopped)
+    Pause(container::Refs),
+    /// Thaw paused containers
+    Unpause(container::Refs),
+    /// Remove containers
+    Rm(container::RmArgs),
+    /// List containers
+    Ps(container::PsArgs),
+    /// Low-level information on containers, as JSON
+    Inspect(container::Refs),
+    /// Rename a container
+    Rename { old: String, new: String },
+    /// Block until containers stop, then print their exit codes
+    Wait(container::Refs),
+    /// Print a container's logs
+    Logs(container::LogsArgs),
+    /// Run a command in a running container
+    Exec(container::ExecArgs),
+    /// Attach to a running container's stdio (detach with Ctrl-P Ctrl-Q)
+    Attach { container: String },
+    /// Copy files between a container and the host: `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`
+    Cp { src: String, dst: String },
+    /// List the processes of a container
+    Top { container: String },
+    /// Resource usage of a container
+    Stats(container::StatsArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(container::ContainerCommand),
+    /// List images
+    Images(image::ImagesArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+    /// Show twinbox's version
+    Version,
+    /// System-wide information
+    Info,
+    /// (internal) the per-container monitor
+    #[command(hide = true)]
+    Monitor {
+        id: String,
+        #[arg(long)]
+        ready_fd: Option<i32>,
+        #[arg(long)]
+        attach_first: bool,
+    },
+}
+
+/// Run the CLI; returns the process exit code.
+pub fn main(cli: Cli) -> Result<i32, EngineError> {
+    let paths = Paths::new(&cli.root, &cli.run_root);
+    if let Command::Monitor {
+        id,
+        ready_fd,
+        attach_first,
+    } = &cli.command
+    {
+        // The monitor is long-lived and its children are containers: keep nothing we
+        // inherited but stdio and the ready pipe.
+        crate::util::fs::close_inherited_fds(*ready_fd);
+        // SAFETY: the fd was handed to us by the engine as the ready pipe's write end
+        // and nothing else in this process owns it.
+        let ready = ready_fd.map(|fd| unsafe { crate::process::file_from_raw(fd) });
+        return Ok(crate::monitor::run(&paths, id, *attach_first, ready));
+    }
+    if let Command::Version = &cli.command {
+        return system::version();
+    }
+    let engine = Engine::open(paths)?;
+    match cli.command {
+        Command::Run(a) => container::run(&engine, a),
+        Command::Create(a) => container::create(&engine, a),
+        Command::Start(a) => container::start(&engine, a),
+        Command::Stop(a) => container::stop(&engine, a),
+        Command::Kill(a) => container::kill(&engine, a),
+        Command::Restart(a) => container::restart(&engine, a),
+        Command::Pause(r) => container::each(&r.containers, |c| engine.pause(c).map(|_| ())),
+        Command::Unpause(r) => container::each(&r.containers, |c| engine.unpause(c).map(|_| ())),
+        Command::Rm(a) => container::rm(&engine, a),
+        Command::Ps(a) => container::ps(&engine, a),
+        Command::Inspect(r) => container::inspect(&engine, r),
+        Command::Rename { old, new } => engine.rename(&old, &new).map(|_| 0),
+        Command::Wait(r) => container::wait(&engine, r),
+        Command::Logs(a) => container::logs(&engine, a),
+        Command::Exec(a) => container::exec(&engine, a),
+        Command::Attach { container } => container::attach(&engine, &container),
+        Command::Cp { src, dst } => container::cp(&engine, &src, &dst),
+        Command::Top { container } => container::top(&engine, &container),
+        Command::Stats(a) => container::stats(&engine, a),
+        Command::Container(c) => container::container_command(&engine, c),
+        Command::Images(a) => image::images(&engine, a),
+        Command::Image(c) => image::image_command(&engine, c),
+        Command::Info => system::info(&engine),
+        Command::Version | Command::Monitor { .. } => Ok(0),
+    }
+}

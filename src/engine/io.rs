@@ -1,0 +1,311 @@
+//! Talking to running workloads: attach, exec, logs, cp, top, stats.
+
+use super::{io_err, user, Engine, EngineError};
+use crate::monitor::client::{self, DataReader, DataWriter, StreamOpts};
+use crate::monitor::logs::{self, LogRecord};
+use crate::monitor::protocol::{self, Request};
+use crate::sandbox::{SandboxStats, TopRow};
+use crate::spec::{merge_env, ProcessSpec};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub tty: bool,
+    pub stdin: bool,
+    pub detach: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    pub timestamps: bool,
+}
+
+/// One side of `cp`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CopyTarget {
+    Host(PathBuf),
+    Container { container: String, path: String },
+}
+
+impl CopyTarget {
+    /// `NAME:PATH` is a container path; anything with a `/` before the first `:` (or no
+    /// `:`) is a host path, as in Docker.
+    pub fn parse(s: &str) -> CopyTarget {
+        if let Some((c, p)) = s.split_once(':') {
+            if !c.is_empty() && !c.contains('/') {
+                return CopyTarget::Container {
+                    container: c.to_string(),
+                    path: p.to_string(),
+                };
+            }
+        }
+        CopyTarget::Host(PathBuf::from(s))
+    }
+}
+
+fn print_record(out: &mut dyn Write, r: &LogRecord, timestamps: bool) {
+    if timestamps {
+        let _ = write!(
+            out,
+            "{} ",
+            r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+        );
+    }
+    let _ = out.write_all(r.log.as_bytes());
+}
+
+impl Engine {
+    pub fn attach(&self, reference: &str) -> Result<Option<i32>, EngineError> {
+        let rec = self.get(reference)?;
+        if !rec.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "you cannot attach to a stopped container, start it first ({})",
+                rec.name
+            )));
+        }
+        let socket = self.paths.control_socket(&rec.id);
+        let mut conn = client::connect(&socket)?;
+        let stdin = rec.spec.process.stdin;
+        protocol::write_json_line(
+            &mut conn,
+            &Request::Attach {
+                stdin,
+                stdout: true,
+                stderr: true,
+                close_stdin: false,
+            },
+        )
+        .map_err(io_err("cannot attach"))?;
+        let end = client::stream(
+            conn,
+            StreamOpts {
+                stdin,
+                tty: rec.spec.process.tty,
+                detach_keys: stdin,
+                proxy_signals: (!rec.spec.process.tty).then_some(socket),
+            },
+        )?;
+        self.finish_stream(&rec.id, end)
+    }
+
+    /// Run a second process in a running container; its exit code (None if detached).
+    pub fn exec(&self, reference: &str, o: &ExecOptions) -> Result<Option<i32>, EngineError> {
+        let rec = self.get(reference)?;
+        match rec.state.status {
+            crate::state::Status::Running => {}
+            crate::state::Status::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is paused, unpause the container before exec",
+                    rec.name
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    rec.name
+                )))
+            }
+        }
+        if o.cmd.is_empty() {
+            return Err(EngineError::Invalid("exec needs a command".into()));
+        }
+        let base = &rec.spec.process;
+        let user = match &o.user {
+            Some(u) => {
+                let layers: Vec<PathBuf> = rec.layers.iter().map(PathBuf::from).collect();
+                user::resolve(u, &layers).map_err(EngineError::Invalid)?
+            }
+            None => base.user.clone(),
+        };
+        let process = ProcessSpec {
+            args: o.cmd.clone(),
+            env: merge_env(&base.env, &o.env),
+            cwd: o.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
+            user,
+            tty: o.tty,
+            stdin: o.stdin,
+        };
+        let mut conn = client::connect(&self.paths.control_socket(&rec.id))?;
+        protocol::write_json_line(
+            &mut conn,
+            &Request::Exec {
+                process,
+                detach: o.detach,
+            },
+        )
+        .map_err(io_err("cannot send exec"))?;
+        let end = client::stream(
+            conn,
+            StreamOpts {
+                stdin: o.stdin && !o.detach,
+                tty: o.tty && !o.detach,
+                detach_keys: false,
+                proxy_signals: None,
+            },
+        )
+        .map_err(|e| match e {
+            client::ClientError::Refused(m) => {
+                let code = if m.contains("executable file not found") {
+                    127
+                } else if m.contains("permission denied") {
+                    126
+                } else {
+                    125
+                };
+                EngineError::StartFailed { message: m, code }
+            }
+            other => other.into(),
+        })?;
+        if o.detach {
+            return Ok(None);
+        }
+        self.finish_stream(&rec.id, end)
+    }
+
+    /// Print the container's logs to `out`, following them while it runs if asked.
+    pub fn logs(
+        &self,
+        reference: &str,
+        o: &LogOptions,
+        out: &mut dyn Write,
+    ) -> Result<(), EngineError> {
+        let rec = self.get(reference)?;
+        let path = self.paths.log_path(&rec.id);
+        let records = logs::read_all(&path).map_err(io_err("cannot read the log"))?;
+        let start = o.tail.map(|n| logs::tail_start(&records, n)).unwrap_or(0);
+        for r in &records[start..] {
+            print_record(out, r, o.timestamps);
+        }
+        let _ = out.flush();
+        if !o.follow {
+            return Ok(());
+        }
+        let mut seen = records.len();
+        loop {
+            let active = match self.store.load(&rec.id) {
+                Ok(r) => self.reconcile(r).is_active(),
+                Err(_) => false,
+            };
+            let now = logs::read_all(&path).unwrap_or_default();
+            for r in now.iter().skip(seen) {
+                print_record(out, r, o.timestamps);
+            }
+            let _ = out.flush();
+            seen = seen.max(now.len());
+            if !active {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `cp` in either direction.
+    pub fn copy(&self, src: &CopyTarget, dst: &CopyTarget) -> Result<(), EngineError> {
+        match (src, dst) {
+            (CopyTarget::Container { container, path }, CopyTarget::Host(dest)) => {
+                let rec = self.require_copyable(container)?;
+                let mut conn = client::connect(&self.paths.control_socket(&rec.id))?;
+                protocol::write_json_line(&mut conn, &Request::CopyOut { path: path.clone() })
+                    .map_err(io_err("cannot request the copy"))?;
+                let mut reader = DataReader::new(conn);
+                crate::archive::extract(&mut reader, dest).map_err(|e| {
+                    EngineError::Invalid(format!("copying {container}:{path}: {}", crate::monitor::error_chain(&e)))
+                })
+            }
+            (CopyTarget::Host(source), CopyTarget::Container { container, path }) => {
+                if std::fs::symlink_metadata(source).is_err() {
+                    return Err(EngineError::Invalid(format!(
+                        "no such file or directory: {}",
+                        source.display()
+                    )));
+                }
+                let rec = self.require_copyable(container)?;
+                let mut conn = client::connect(&self.paths.control_socket(&rec.id))?;
+                protocol::write_json_line(&mut conn, &Request::CopyIn { path: path.clone() })
+                    .map_err(io_err("cannot request the copy"))?;
+                let mut w = DataWriter::new(conn);
+                crate::archive::pack(Path::new(source), &mut w)
+                    .map_err(io_err(format!("cannot read {}", source.display())))?;
+                w.finish().map_err(|e| match e {
+                    client::ClientError::Refused(m) => {
+                        EngineError::Invalid(format!("copying to {container}:{path}: {m}"))
+                    }
+                    other => other.into(),
+                })
+            }
+            _ => Err(EngineError::Invalid(
+                "copying between two containers or two host paths is not supported: one side must be CONTAINER:PATH".into(),
+            )),
+        }
+    }
+
+    fn require_copyable(
+        &self,
+        reference: &str,
+    ) -> Result<crate::state::ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        if rec.state.status != crate::state::Status::Running {
+            return Err(EngineError::Conflict(format!(
+                "container {} is {}: cp needs a running container",
+                rec.name, rec.state.status
+            )));
+        }
+        Ok(rec)
+    }
+
+    pub fn top(&self, reference: &str) -> Result<Vec<TopRow>, EngineError> {
+        let rec = self.get(reference)?;
+        if !rec.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.name
+            )));
+        }
+        let v = client::request(&self.paths.control_socket(&rec.id), &Request::Top)?;
+        serde_json::from_value(v).map_err(|e| EngineError::Invalid(format!("bad top reply: {e}")))
+    }
+
+    pub fn stats(&self, reference: &str) -> Result<SandboxStats, EngineError> {
+        let rec = self.get(reference)?;
+        if !rec.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not running",
+                rec.name
+            )));
+        }
+        let v = client::request(&self.paths.control_socket(&rec.id), &Request::Stats)?;
+        serde_json::from_value(v).map_err(|e| EngineError::Invalid(format!("bad stats reply: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cp_targets() {
+        assert_eq!(
+            CopyTarget::parse("web:/etc/hosts"),
+            CopyTarget::Container {
+                container: "web".into(),
+                path: "/etc/hosts".into()
+            }
+        );
+        assert_eq!(
+            CopyTarget::parse("./a:b"),
+            CopyTarget::Host(PathBuf::from("./a:b"))
+        );
+        assert_eq!(
+            CopyTarget::parse("/tmp/x"),
+            CopyTarget::Host(PathBuf::from("/tmp/x"))
+        );
+    }
+}

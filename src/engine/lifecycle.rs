@@ -1,0 +1,453 @@
+//! Starting, stopping, pausing and removing containers.
+
+use super::{io_err, Engine, EngineError};
+use crate::monitor::client::{self, StreamEnd, StreamOpts};
+use crate::monitor::protocol::{self, Request};
+use crate::monitor::Ready;
+use crate::state::{ContainerRecord, Status};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// How `start` connects the caller to the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Return once the workload runs (`run -d`, `start`).
+    Detached,
+    /// Stream output until the workload exits (`run`, `start -a`).
+    Attached {
+        stdin: bool,
+        /// Forward SIGINT/SIGTERM… to the workload.
+        proxy_signals: bool,
+    },
+}
+
+/// Parse `-s` values: `KILL`, `SIGKILL`, `9`.
+pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| EngineError::Invalid(format!("invalid signal {s:?}")))
+}
+
+impl Engine {
+    /// Launch the container's monitor, detached from us, and return the read end of
+    /// its ready pipe.
+    fn spawn_monitor(
+        &self,
+        id: &str,
+        attach_first: bool,
+    ) -> Result<BufReader<std::fs::File>, EngineError> {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("cannot create a pipe")(e.into()))?;
+        let exe = std::env::current_exe().map_err(io_err("cannot find the twinbox binary"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.paths.monitor_log(id))
+            .map_err(io_err("cannot open the monitor log"))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("--root")
+            .arg(&self.paths.root)
+            .arg("--run-root")
+            .arg(&self.paths.run)
+            .arg("monitor")
+            .arg(id)
+            .arg("--ready-fd")
+            .arg("3");
+        if attach_first {
+            cmd.arg("--attach-first");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let wfd = w.as_raw_fd();
+        // SAFETY: the closure runs between fork and exec and calls only async-signal-safe
+        // functions (dup2, fcntl, fork, _exit, setsid).
+        unsafe {
+            cmd.pre_exec(move || {
+                if wfd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0);
+                } else if libc::dup2(wfd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // Double fork: the monitor is reparented at once and never our zombie.
+                match libc::fork() {
+                    -1 => return Err(std::io::Error::last_os_error()),
+                    0 => {}
+                    _ => libc::_exit(0),
+                }
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(io_err("cannot start the monitor"))?;
+        let _ = child.wait();
+        drop(w);
+        Ok(BufReader::new(std::fs::File::from(r)))
+    }
+
+    fn read_ready(&self, id: &str, r: &mut BufReader<std::fs::File>) -> Result<(), EngineError> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = r.read_line(&mut line).unwrap_or(0);
+            if n == 0 {
+                return Err(EngineError::StartFailed {
+                    message: format!(
+                        "the container's monitor exited before starting it (see {})",
+                        self.paths.monitor_log(id).display()
+                    ),
+                    code: 125,
+                });
+            }
+            if line.trim() == "listening" {
+                continue;
+            }
+            let ready: Ready =
+                serde_json::from_str(&line).map_err(|e| EngineError::StartFailed {
+                    message: format!("bad message from the monitor: {e}"),
+                    code: 125,
+                })?;
+            return if ready.ok {
+                Ok(())
+            } else {
+                Err(EngineError::StartFailed {
+                    message: ready.error,
+                    code: ready.code,
+                })
+            };
+        }
+    }
+
+    /// Start a created or exited container. Attached: returns the workload's exit code
+    /// (None when the user detached).
+    pub fn start(&self, reference: &str, mode: StartMode) -> Result<Option<i32>, EngineError> {
+        let rec = self.get(reference)?;
+        if rec.is_active() {
+            return match mode {
+                StartMode::Detached => Ok(None),
+                StartMode::Attached { .. } => Err(EngineError::Conflict(format!(
+                    "container {} is already running",
+                    rec.name
+                ))),
+            };
+        }
+        let id = rec.id.clone();
+        match mode {
+            StartMode::Detached => {
+                let mut r = self.spawn_monitor(&id, false)?;
+                self.read_ready(&id, &mut r)?;
+                Ok(None)
+            }
+            StartMode::Attached {
+                stdin,
+                proxy_signals,
+            } => {
+                let mut r = self.spawn_monitor(&id, true)?;
+                let mut line = String::new();
+                let _ = r.read_line(&mut line);
+                if line.trim() != "listening" {
+                    // The monitor failed before listening; its JSON line says why.
+                    let mut rest = BufReader::new(std::io::Cursor::new(line.into_bytes()));
+                    let ready: Option<Ready> = protocol::read_json_buffered(&mut rest).ok();
+                    return Err(match ready {
+                        Some(rd) => EngineError::StartFailed {
+                            message: rd.error,
+                            code: rd.code,
+                        },
+                        None => EngineError::StartFailed {
+                            message: "the container's monitor exited before starting it".into(),
+                            code: 125,
+                        },
+                    });
+                }
+                let socket = self.paths.control_socket(&id);
+                let mut conn = client::connect(&socket)?;
+                protocol::write_json_line(
+                    &mut conn,
+                    &Request::Attach {
+                        stdin,
+                        stdout: true,
+                        stderr: true,
+                        close_stdin: true,
+                    },
+                )
+                .map_err(io_err("cannot attach"))?;
+                self.read_ready(&id, &mut r)?;
+                let end = client::stream(
+                    conn,
+                    StreamOpts {
+                        stdin,
+                        tty: rec.spec.process.tty,
+                        detach_keys: rec.spec.process.tty && stdin,
+                        proxy_signals: proxy_signals.then(|| socket.clone()),
+                    },
+                )?;
+                self.finish_stream(&id, end)
+            }
+        }
+    }
+
+    /// Turn how a stream ended into an exit code.
+    pub(crate) fn finish_stream(
+        &self,
+        id: &str,
+        end: StreamEnd,
+    ) -> Result<Option<i32>, EngineError> {
+        match end {
+            StreamEnd::Exited(code) => Ok(Some(code)),
+            StreamEnd::Detached => Ok(None),
+            StreamEnd::Lost => {
+                let rec = self.store.load(id).ok().map(|r| self.reconcile(r));
+                Ok(Some(rec.and_then(|r| r.state.exit_code).unwrap_or(125)))
+            }
+        }
+    }
+
+    /// `run`: create + start. A failed start removes the container again.
+    pub fn run(
+        &self,
+        opts: &super::CreateOptions,
+        detach: bool,
+    ) -> Result<(ContainerRecord, Option<i32>), EngineError> {
+        let rec = self.create(opts)?;
+        let mode = if detach {
+            StartMode::Detached
+        } else {
+            StartMode::Attached {
+                stdin: opts.stdin,
+                proxy_signals: true,
+            }
+        };
+        match self.start(&rec.id, mode) {
+            Ok(code) => Ok((rec, code)),
+            Err(e) => {
+                self.force_remove(&rec.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Remove a container that never really ran, ignoring errors (failed `run`).
+    fn force_remove(&self, id: &str) {
+        if let Ok(rec) = self.store.load(id) {
+            if rec.is_active() {
+                let _ = client::request(
+                    &self.paths.control_socket(id),
+                    &Request::Kill {
+                        signal: libc::SIGKILL,
+                    },
+                );
+                self.wait_until_inactive(id, Duration::from_secs(10));
+            }
+        }
+        let _ = self.store.remove(id);
+        let _ = std::fs::remove_dir_all(self.paths.run_dir(id));
+    }
+
+    fn wait_until_inactive(&self, id: &str, max: Duration) {
+        let deadline = std::time::Instant::now() + max;
+        while std::time::Instant::now() < deadline {
+            match self.store.load(id) {
+                Ok(r) => {
+                    if !self.reconcile(r).is_active() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    pub fn stop(&self, reference: &str, timeout: u64) -> Result<ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        if !rec.is_active() {
+            return Ok(rec);
+        }
+        client::request(
+            &self.paths.control_socket(&rec.id),
+            &Request::Stop {
+                signal: libc::SIGTERM,
+                timeout,
+            },
+        )?;
+        self.wait_until_inactive(&rec.id, Duration::from_secs(5));
+        Ok(rec)
+    }
+
+    pub fn kill(&self, reference: &str, signal: i32) -> Result<ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        if !rec.is_active() {
+            return Err(EngineError::Conflict(format!(
+                "cannot kill container {}: container is not running",
+                rec.name
+            )));
+        }
+        client::request(
+            &self.paths.control_socket(&rec.id),
+            &Request::Kill { signal },
+        )?;
+        if signal == libc::SIGKILL {
+            self.wait_until_inactive(&rec.id, Duration::from_secs(10));
+        }
+        Ok(rec)
+    }
+
+    pub fn restart(&self, reference: &str, timeout: u64) -> Result<ContainerRecord, EngineError> {
+        let rec = self.stop(reference, timeout)?;
+        self.store.update(&rec.id, |r| r.restart_count += 1)?;
+        self.start(&rec.id, StartMode::Detached)?;
+        Ok(rec)
+    }
+
+    pub fn pause(&self, reference: &str) -> Result<ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        match rec.state.status {
+            Status::Running => {}
+            Status::Paused => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is already paused",
+                    rec.name
+                )))
+            }
+            _ => {
+                return Err(EngineError::Conflict(format!(
+                    "container {} is not running",
+                    rec.name
+                )))
+            }
+        }
+        client::request(&self.paths.control_socket(&rec.id), &Request::Pause)?;
+        Ok(rec)
+    }
+
+    pub fn unpause(&self, reference: &str) -> Result<ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        if rec.state.status != Status::Paused {
+            return Err(EngineError::Conflict(format!(
+                "container {} is not paused",
+                rec.name
+            )));
+        }
+        client::request(&self.paths.control_socket(&rec.id), &Request::Resume)?;
+        Ok(rec)
+    }
+
+    /// `rm`: refuses a running container unless `force`.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<ContainerRecord, EngineError> {
+        let rec = self.get(reference)?;
+        if rec.is_active() {
+            if !force {
+                return Err(EngineError::Conflict(format!(
+                    "cannot remove container {}: container is {}: stop the container before removing or force remove",
+                    rec.name, rec.state.status
+                )));
+            }
+            let _ = client::request(
+                &self.paths.control_socket(&rec.id),
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                },
+            );
+            self.wait_until_inactive(&rec.id, Duration::from_secs(15));
+            if let Ok(r) = self.store.load(&rec.id) {
+                if self.reconcile(r).is_active() {
+                    return Err(EngineError::Conflict(format!(
+                        "container {} did not stop; try again",
+                        rec.name
+                    )));
+                }
+            }
+        }
+        match self.store.remove(&rec.id) {
+            Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
+        Ok(rec)
+    }
+
+    /// Block until the container exits; its exit code.
+    pub fn wait(&self, reference: &str) -> Result<i32, EngineError> {
+        let rec = self.get(reference)?;
+        let id = rec.id.clone();
+        if rec.is_active() {
+            if let Ok(v) = client::request(&self.paths.control_socket(&id), &Request::Wait) {
+                if let Some(c) = v.get("exit_code").and_then(|c| c.as_i64()) {
+                    return Ok(c as i32);
+                }
+            }
+        }
+        loop {
+            match self.store.load(&id) {
+                Ok(r) => {
+                    let r = self.reconcile(r);
+                    if r.state.status == Status::Exited {
+                        return Ok(r.state.exit_code.unwrap_or(0));
+                    }
+                }
+                Err(crate::state::StateError::NotFound(_)) => {
+                    return Err(EngineError::Conflict(format!(
+                        "container {} was removed before it exited",
+                        rec.name
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn rename(&self, reference: &str, new_name: &str) -> Result<(), EngineError> {
+        if !crate::util::ids::valid_name(new_name) {
+            return Err(EngineError::Invalid(format!(
+                "invalid container name {new_name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let rec = self.get(reference)?;
+        Ok(self.store.rename(&rec.id, new_name)?)
+    }
+
+    /// Remove every stopped container; their ids.
+    pub fn prune(&self) -> Result<Vec<String>, EngineError> {
+        let mut removed = Vec::new();
+        for rec in self.list(true)? {
+            if !rec.is_active() && self.store.remove(&rec.id).is_ok() {
+                let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
+                removed.push(rec.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Write a line to stderr (used by commands that report per-container errors).
+    pub fn warn(msg: &str) {
+        let _ = writeln!(std::io::stderr(), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_docker() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("sigterm").unwrap(), 15);
+        assert_eq!(parse_signal("10").unwrap(), 10);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}

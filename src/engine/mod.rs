@@ -1,0 +1,88 @@
+//! The library API behind the CLI (and, later, an API server): every user-visible
+//! operation on containers and images goes through [`Engine`].
+
+mod create;
+mod images;
+mod io;
+mod lifecycle;
+mod query;
+mod user;
+
+pub use create::CreateOptions;
+pub use io::{CopyTarget, ExecOptions, LogOptions};
+pub use lifecycle::{parse_signal, StartMode};
+pub use query::{human_duration, ContainerSummary, Info};
+
+use crate::image::{self, ImageError};
+use crate::monitor::client::ClientError;
+use crate::paths::Paths;
+use crate::sandbox::SandboxError;
+use crate::state::{self, StateError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Monitor(#[from] ClientError),
+    /// A bad flag or argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// The container is in the wrong state for the operation.
+    #[error("{0}")]
+    Conflict(String),
+    /// The workload could not be started; carries run's exit code.
+    #[error("{message}")]
+    StartFailed { message: String, code: i32 },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// The exit code twinbox reports for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::StartFailed { code, .. } => *code,
+            EngineError::Sandbox(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+}
+
+pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> EngineError {
+    let what = what.into();
+    move |source| EngineError::Io { what, source }
+}
+
+/// The engine: state store, image store, and where runtime files live.
+pub struct Engine {
+    pub paths: Paths,
+    pub store: state::Store,
+    pub images: image::Store,
+}
+
+impl Engine {
+    pub fn open(paths: Paths) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(&paths.run).map_err(io_err(format!(
+            "cannot create the runtime directory {}",
+            paths.run.display()
+        )))?;
+        let store = state::Store::open(&paths.root)?;
+        store.sweep();
+        let images = image::Store::open(&paths.root)?;
+        Ok(Engine {
+            paths,
+            store,
+            images,
+        })
+    }
+}

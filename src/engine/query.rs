@@ -1,0 +1,245 @@
+//! Reading containers: lookup, listing with reconciliation, inspect, info.
+
+use super::{Engine, EngineError};
+use crate::state::{ContainerRecord, Status};
+use serde::Serialize;
+use serde_json::json;
+
+/// One row of `ps`, with Docker's field names (used by `--format`).
+#[derive(Serialize, Debug, Clone)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub image: String,
+    pub command: String,
+    pub created_at: String,
+    pub running_for: String,
+    pub status: String,
+    pub state: String,
+    pub names: String,
+    pub isolation: String,
+    pub ports: String,
+}
+
+/// Human "3 seconds", "2 minutes", … like Docker's.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        2..=59 => format!("{s} seconds"),
+        60..=119 => "About a minute".into(),
+        120..=3599 => format!("{} minutes", s / 60),
+        3600..=7199 => "About an hour".into(),
+        7200..=172_799 => format!("{} hours", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+/// Docker's STATUS column.
+pub fn status_text(rec: &ContainerRecord, now: chrono::DateTime<chrono::Utc>) -> String {
+    match rec.state.status {
+        Status::Created => "Created".into(),
+        Status::Running | Status::Paused => {
+            let since = rec.state.started_at.unwrap_or(rec.created);
+            let mut s = format!("Up {}", human_duration((now - since).num_seconds()));
+            if rec.state.status == Status::Paused {
+                s.push_str(" (Paused)");
+            }
+            s
+        }
+        Status::Exited => {
+            let at = rec.state.finished_at.unwrap_or(rec.created);
+            format!(
+                "Exited ({}) {} ago",
+                rec.state.exit_code.unwrap_or(0),
+                human_duration((now - at).num_seconds())
+            )
+        }
+    }
+}
+
+/// Facts for `info`.
+#[derive(Serialize, Debug)]
+pub struct Info {
+    pub containers: usize,
+    pub running: usize,
+    pub paused: usize,
+    pub stopped: usize,
+    pub images: usize,
+    pub root: String,
+    pub run_root: String,
+    pub cgroup_version: String,
+    pub kernel: String,
+    pub kvm: String,
+    pub default_isolation: String,
+}
+
+impl Engine {
+    /// If the record says running but its monitor is gone, record the truth.
+    pub fn reconcile(&self, rec: ContainerRecord) -> ContainerRecord {
+        if !rec.is_active()
+            || crate::util::proc::alive(rec.state.monitor_pid, rec.state.monitor_start)
+        {
+            return rec;
+        }
+        crate::monitor::reap_dead(&self.paths, &self.store, &rec.id).unwrap_or(rec)
+    }
+
+    /// Resolve a name/id/prefix and load the (reconciled) record.
+    pub fn get(&self, reference: &str) -> Result<ContainerRecord, EngineError> {
+        let id = self.store.resolve(reference)?;
+        Ok(self.reconcile(self.store.load(&id)?))
+    }
+
+    pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>, EngineError> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|r| self.reconcile(r))
+            .filter(|r| self.store.load(&r.id).is_ok())
+            .filter(|r| all || r.is_active())
+            .collect())
+    }
+
+    pub fn summary(&self, rec: &ContainerRecord) -> ContainerSummary {
+        let now = chrono::Utc::now();
+        let mut command = rec.command_line();
+        if command.chars().count() > 20 {
+            command = command.chars().take(19).collect::<String>() + "…";
+        }
+        ContainerSummary {
+            id: rec.short_id().to_string(),
+            image: rec.image.clone(),
+            command: format!("\"{command}\""),
+            created_at: rec.created.format("%Y-%m-%d %H:%M:%S %z UTC").to_string(),
+            running_for: format!("{} ago", human_duration((now - rec.created).num_seconds())),
+            status: status_text(rec, now),
+            state: rec.state.status.to_string(),
+            names: rec.name.clone(),
+            isolation: rec.spec.isolation.to_string(),
+            ports: String::new(),
+        }
+    }
+
+    /// `inspect`: Docker's field names where they exist.
+    pub fn inspect(&self, reference: &str) -> Result<serde_json::Value, EngineError> {
+        let r = self.get(reference)?;
+        let s = &r.state;
+        let p = &r.spec.process;
+        let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
+            t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+                .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+        };
+        Ok(json!({
+            "Id": r.id,
+            "Created": r.created.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            "Path": p.args.first().cloned().unwrap_or_default(),
+            "Args": p.args.iter().skip(1).collect::<Vec<_>>(),
+            "State": {
+                "Status": s.status.to_string(),
+                "Running": s.status == Status::Running || s.status == Status::Paused,
+                "Paused": s.status == Status::Paused,
+                "Restarting": false,
+                "OOMKilled": s.oom_killed,
+                "Dead": false,
+                "Pid": s.pid,
+                "ExitCode": s.exit_code.unwrap_or(0),
+                "Error": s.error,
+                "StartedAt": ts(s.started_at),
+                "FinishedAt": ts(s.finished_at),
+            },
+            "Image": r.image_id,
+            "LogPath": self.paths.log_path(&r.id).display().to_string(),
+            "Name": format!("/{}", r.name),
+            "RestartCount": r.restart_count,
+            "Driver": "overlay",
+            "Isolation": r.spec.isolation.to_string(),
+            "HostConfig": {
+                "NetworkMode": r.spec.network.to_string(),
+                "AutoRemove": r.auto_remove,
+                "Memory": r.spec.resources.memory.unwrap_or(0),
+                "NanoCpus": r.spec.resources.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+                "PidsLimit": r.spec.resources.pids_limit,
+                "Isolation": r.spec.isolation.to_string(),
+                "CapAdd": serde_json::Value::Null,
+                "ReadonlyPaths": crate::process::rootfs::READONLY,
+                "MaskedPaths": crate::process::rootfs::MASKED,
+            },
+            "GraphDriver": {
+                "Name": "overlay",
+                "Data": {
+                    "LowerDir": r.layers.iter().rev().cloned().collect::<Vec<_>>().join(":"),
+                    "UpperDir": self.paths.container_dir(&r.id).join("upper").display().to_string(),
+                    "WorkDir": self.paths.container_dir(&r.id).join("work").display().to_string(),
+                }
+            },
+            "Config": {
+                "Hostname": r.spec.hostname,
+                "User": r.user,
+                "Env": p.env,
+                "Cmd": r.cmd,
+                "Entrypoint": if r.entrypoint.is_empty() { serde_json::Value::Null } else { json!(r.entrypoint) },
+                "Image": r.image,
+                "WorkingDir": p.cwd,
+                "Tty": p.tty,
+                "OpenStdin": p.stdin,
+                "AttachStdin": p.stdin,
+            },
+            "NetworkSettings": {
+                "Networks": { r.spec.network.to_string(): {} },
+            },
+        }))
+    }
+
+    pub fn info(&self) -> Result<Info, EngineError> {
+        let all = self.list(true)?;
+        let c = |s: Status| all.iter().filter(|r| r.state.status == s).count();
+        let cgroup_version = std::fs::read_to_string("/proc/self/mounts")
+            .ok()
+            .and_then(|m| crate::process::cgroups::probe_layout(&m))
+            .map(|l| match l {
+                crate::process::cgroups::Layout::V1(_) => "1".to_string(),
+                crate::process::cgroups::Layout::V2(_) => "2".to_string(),
+            })
+            .unwrap_or_else(|| "none".into());
+        let kvm = if std::path::Path::new("/sys/module/kvm_pvm").exists() {
+            "present, PVM-based (cannot run a standard guest kernel: use `twinbox lab`)".to_string()
+        } else if std::path::Path::new("/dev/kvm").exists() {
+            "present".to_string()
+        } else {
+            "absent".to_string()
+        };
+        Ok(Info {
+            containers: all.len(),
+            running: c(Status::Running),
+            paused: c(Status::Paused),
+            stopped: c(Status::Exited) + c(Status::Created),
+            images: self.images.list()?.len(),
+            root: self.paths.root.display().to_string(),
+            run_root: self.paths.run.display().to_string(),
+            cgroup_version,
+            kernel: nix::sys::utsname::uname()
+                .map(|u| u.release().to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            kvm,
+            default_isolation: "process".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5), "5 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(600), "10 minutes");
+        assert_eq!(human_duration(3 * 86_400), "3 days");
+    }
+}

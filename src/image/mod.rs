@@ -1,0 +1,11 @@
+//! The image store: content-addressed blobs (sha256), OCI manifests and configs, a tag
+//! index, and layers unpacked once and shared read-only between containers.
+
+mod builtin;
+mod reference;
+mod store;
+pub mod unpack;
+
+pub use builtin::BUSYBOX_ENV;
+pub use reference::Reference;
+pub use store::{Image, ImageError, Store};

@@ -1,0 +1,407 @@
+//! Blobs, manifests, configs, the tag index, and unpacked layers on disk.
+//!
+//! ```text
+//! images/blobs/sha256/<hex>     every blob: layers (gzip tar), configs, manifests
+//! images/index.json             manifest digest -> tags (atomic writes, flock)
+//! images/layers/<diffid hex>/   a layer unpacked once, shared read-only (overlay lower)
+//! images/rootfs/<config hex>.ext4  read-only ext4 of the whole image (vm backend)
+//! ```
+
+use super::reference::Reference;
+use super::unpack;
+use crate::util::fs::{atomic_write, remove_dir_all_if_exists, Lock};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest, MediaType};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error("no such image: {0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadReference(String),
+    #[error("image store I/O at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("invalid OCI document {what}")]
+    Oci {
+        what: String,
+        #[source]
+        source: oci_spec::OciSpecError,
+    },
+    #[error("blob {digest} is corrupt: its content hashes to {actual}")]
+    DigestMismatch { digest: String, actual: String },
+    #[error("cannot create the built-in busybox image: {0}")]
+    Builtin(String),
+    #[error("cannot unpack layer {digest}")]
+    Unpack {
+        digest: String,
+        #[source]
+        source: unpack::UnpackError,
+    },
+}
+
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
+    move |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn oci_err(what: &str) -> impl FnOnce(oci_spec::OciSpecError) -> ImageError + '_ {
+    move |source| ImageError::Oci {
+        what: what.to_string(),
+        source,
+    }
+}
+
+/// sha256 of `data` as `sha256:<hex>`.
+pub fn sha256_digest(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn hex_of(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+#[derive(Serialize, Deserialize, Default, Debug, Clone)]
+struct IndexEntry {
+    tags: Vec<String>,
+    added: String,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug)]
+struct Index {
+    /// manifest digest -> entry
+    images: BTreeMap<String, IndexEntry>,
+}
+
+/// A resolved image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The image id: the digest of its config.
+    pub id: String,
+    pub manifest_digest: String,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
+    pub tags: Vec<String>,
+}
+
+impl Image {
+    /// Sum of compressed layer sizes.
+    pub fn size(&self) -> u64 {
+        self.manifest.layers().iter().map(|l| l.size()).sum()
+    }
+
+    pub fn short_id(&self) -> &str {
+        let h = hex_of(&self.id);
+        &h[..12.min(h.len())]
+    }
+
+    pub fn diff_ids(&self) -> &[String] {
+        self.config.rootfs().diff_ids()
+    }
+}
+
+/// The image store under `<root>/images`.
+#[derive(Clone, Debug)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> Result<Store, ImageError> {
+        let dir = root.join("images");
+        for sub in ["blobs/sha256", "layers", "rootfs", "tmp"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn lock(&self) -> Result<Lock, ImageError> {
+        let p = self.dir.join("images.lock");
+        Lock::exclusive(&p).map_err(io_err(&p))
+    }
+
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.dir.join("blobs/sha256").join(hex_of(digest))
+    }
+
+    /// Store a blob; returns its digest. Idempotent.
+    pub fn put_blob(&self, data: &[u8]) -> Result<String, ImageError> {
+        let digest = sha256_digest(data);
+        let p = self.blob_path(&digest);
+        if !p.exists() {
+            atomic_write(&p, data).map_err(io_err(&p))?;
+        }
+        Ok(digest)
+    }
+
+    /// Read a blob and verify its digest.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageError> {
+        let p = self.blob_path(digest);
+        let data = fs::read(&p).map_err(io_err(&p))?;
+        let actual = sha256_digest(&data);
+        if actual != digest {
+            return Err(ImageError::DigestMismatch {
+                digest: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.dir.join("index.json")
+    }
+
+    fn read_index(&self) -> Result<Index, ImageError> {
+        let p = self.index_path();
+        match fs::read(&p) {
+            Ok(d) => serde_json::from_slice(&d).map_err(|e| ImageError::Io {
+                path: p,
+                source: io::Error::new(io::ErrorKind::InvalidData, e),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
+            Err(e) => Err(io_err(&p)(e)),
+        }
+    }
+
+    fn write_index(&self, idx: &Index) -> Result<(), ImageError> {
+        let p = self.index_path();
+        let data = serde_json::to_vec_pretty(idx).expect("index serializes");
+        atomic_write(&p, &data).map_err(io_err(&p))
+    }
+
+    /// Record a stored manifest under `tag` (moving the tag off any other image).
+    /// Callers hold the lock.
+    pub fn tag_manifest(&self, manifest_digest: &str, tag: Option<&str>) -> Result<(), ImageError> {
+        let mut idx = self.read_index()?;
+        if let Some(t) = tag {
+            for e in idx.images.values_mut() {
+                e.tags.retain(|x| x != t);
+            }
+        }
+        let e = idx
+            .images
+            .entry(manifest_digest.to_string())
+            .or_insert_with(|| IndexEntry {
+                tags: vec![],
+                added: chrono::Utc::now().to_rfc3339(),
+            });
+        if let Some(t) = tag {
+            e.tags.push(t.to_string());
+        }
+        self.write_index(&idx)
+    }
+
+    /// Store config + manifest for layers already stored; returns the manifest digest.
+    pub fn put_image(
+        &self,
+        config: &ImageConfiguration,
+        layers: Vec<Descriptor>,
+    ) -> Result<String, ImageError> {
+        let config_json = config.to_string().map_err(oci_err("image config"))?;
+        let config_digest = self.put_blob(config_json.as_bytes())?;
+        let config_desc = Descriptor::new(
+            MediaType::ImageConfig,
+            config_json.len() as u64,
+            config_digest
+                .parse::<oci_spec::image::Digest>()
+                .map_err(oci_err("config digest"))?,
+        );
+        let manifest = oci_spec::image::ImageManifestBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageManifest)
+            .config(config_desc)
+            .layers(layers)
+            .build()
+            .map_err(oci_err("manifest"))?;
+        let manifest_json = manifest.to_string().map_err(oci_err("manifest"))?;
+        self.put_blob(manifest_json.as_bytes())
+    }
+
+    fn load_image(&self, manifest_digest: &str, tags: Vec<String>) -> Result<Image, ImageError> {
+        let m = self.read_blob(manifest_digest)?;
+        let manifest = ImageManifest::from_reader(&m[..]).map_err(oci_err(manifest_digest))?;
+        let config_digest = manifest.config().digest().to_string();
+        let c = self.read_blob(&config_digest)?;
+        let config = ImageConfiguration::from_reader(&c[..]).map_err(oci_err(&config_digest))?;
+        Ok(Image {
+            id: config_digest,
+            manifest_digest: manifest_digest.to_string(),
+            manifest,
+            config,
+            tags,
+        })
+    }
+
+    /// Every image in the index, newest first.
+    pub fn list(&self) -> Result<Vec<Image>, ImageError> {
+        let idx = self.read_index()?;
+        let mut v: Vec<(String, Image)> = Vec::new();
+        for (digest, e) in idx.images {
+            v.push((e.added.clone(), self.load_image(&digest, e.tags)?));
+        }
+        v.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(v.into_iter().map(|(_, i)| i).collect())
+    }
+
+    /// Find an image by `name[:tag]`, `name@digest`, id, or unique id prefix.
+    pub fn find(&self, reference: &str) -> Result<Image, ImageError> {
+        let idx = self.read_index()?;
+        let id_like = reference.strip_prefix("sha256:").unwrap_or(reference);
+        if id_like.len() >= 4 && id_like.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = Vec::new();
+            for (digest, e) in &idx.images {
+                let img = self.load_image(digest, e.tags.clone())?;
+                if hex_of(&img.id).starts_with(id_like) {
+                    found.push(img);
+                }
+            }
+            if found.len() == 1 {
+                return Ok(found.remove(0));
+            }
+        }
+        let r = Reference::parse(reference).map_err(ImageError::BadReference)?;
+        if let Some(d) = &r.digest {
+            if let Some(e) = idx.images.get(d) {
+                return self.load_image(d, e.tags.clone());
+            }
+        } else if let Some(t) = r.tagged() {
+            for (digest, e) in &idx.images {
+                if e.tags.contains(&t) {
+                    return self.load_image(digest, e.tags.clone());
+                }
+            }
+        }
+        Err(ImageError::NotFound(reference.to_string()))
+    }
+
+    /// Like `find`, but creates the built-in busybox image when it is asked for and missing.
+    pub fn find_or_builtin(&self, reference: &str) -> Result<Image, ImageError> {
+        match self.find(reference) {
+            Err(ImageError::NotFound(_)) if super::builtin::is_builtin(reference) => {
+                let _l = self.lock()?;
+                match self.find(reference) {
+                    Err(ImageError::NotFound(_)) => {
+                        super::builtin::create(self)?;
+                        self.find(reference)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// The directory holding layer `index` of `image` unpacked, unpacking it on first use.
+    pub fn layer_dir(&self, image: &Image, index: usize) -> Result<PathBuf, ImageError> {
+        let diff_id = &image.diff_ids()[index];
+        let dir = self.dir.join("layers").join(hex_of(diff_id));
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let _l = self.lock()?;
+        if dir.exists() {
+            return Ok(dir);
+        }
+        let desc = &image.manifest.layers()[index];
+        let digest = desc.digest().to_string();
+        let tmp =
+            self.dir
+                .join("tmp")
+                .join(format!("unpack-{}-{}", hex_of(diff_id), std::process::id()));
+        remove_dir_all_if_exists(&tmp).map_err(io_err(&tmp))?;
+        fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+        let blob = self.blob_path(&digest);
+        let result = (|| {
+            let f = fs::File::open(&blob).map_err(io_err(&blob))?;
+            let reader: Box<dyn Read> = match desc.media_type() {
+                MediaType::ImageLayer => Box::new(f),
+                _ => Box::new(flate2::read::GzDecoder::new(f)),
+            };
+            let actual =
+                unpack::unpack_layer(reader, &tmp).map_err(|source| ImageError::Unpack {
+                    digest: digest.clone(),
+                    source,
+                })?;
+            if &actual != diff_id {
+                return Err(ImageError::DigestMismatch {
+                    digest: diff_id.clone(),
+                    actual,
+                });
+            }
+            fs::rename(&tmp, &dir).map_err(io_err(&dir))
+        })();
+        if result.is_err() {
+            let _ = remove_dir_all_if_exists(&tmp);
+        }
+        result.map(|_| dir)
+    }
+
+    /// Every layer of `image` unpacked, lowest first.
+    pub fn layer_dirs(&self, image: &Image) -> Result<Vec<PathBuf>, ImageError> {
+        (0..image.diff_ids().len())
+            .map(|i| self.layer_dir(image, i))
+            .collect()
+    }
+
+    /// Path of the cached read-only ext4 image of `image` (may not exist yet).
+    pub fn ext4_path(&self, image: &Image) -> PathBuf {
+        self.dir
+            .join("rootfs")
+            .join(format!("{}.ext4", hex_of(&image.id)))
+    }
+
+    /// A scratch directory for temporary work inside the store's filesystem.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_content_addressed_and_verified() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let dg = s.put_blob(b"hello").unwrap();
+        assert_eq!(
+            dg,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(s.read_blob(&dg).unwrap(), b"hello");
+        fs::write(s.blob_path(&dg), b"tampered").unwrap();
+        assert!(matches!(
+            s.read_blob(&dg),
+            Err(ImageError::DigestMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_image_is_not_found() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        assert!(matches!(s.find("nosuch"), Err(ImageError::NotFound(_))));
+        assert!(matches!(
+            s.find("Bad Name"),
+            Err(ImageError::BadReference(_))
+        ));
+    }
+}

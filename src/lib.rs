@@ -1,0 +1,14 @@
+//! twinbox: one container image, two isolation models (process and KVM microVM),
+//! one Docker-like CLI, and the tools to compare them.
+
+pub mod archive;
+pub mod cli;
+pub mod engine;
+pub mod image;
+pub mod monitor;
+pub mod paths;
+pub mod process;
+pub mod sandbox;
+pub mod spec;
+pub mod state;
+pub mod util;

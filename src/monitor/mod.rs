@@ -1,0 +1,380 @@
+//! The per-container supervisor. One detached process per running container owns the
+//! sandbox for its whole life: it keeps stdout/stderr in the log file, serves the
+//! control socket (attach, exec, cp, pause, stop, top, stats), waits for the workload,
+//! records the exit code, and removes `--rm` containers. For `vm` the VMM runs here.
+
+pub mod client;
+pub mod logs;
+pub mod protocol;
+mod server;
+mod start;
+
+use crate::paths::Paths;
+use crate::sandbox::{ExitInfo, Sandbox, SandboxError};
+use crate::state::{Status, Store};
+use protocol::{write_frame, Kind, Request};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// What the monitor tells the process that started it, one JSON line on the ready pipe.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Ready {
+    pub ok: bool,
+    #[serde(default)]
+    pub error: String,
+    /// Exit code `run` should use on failure (125/126/127).
+    #[serde(default)]
+    pub code: i32,
+}
+
+/// A client receiving the workload's output.
+pub(crate) struct Attacher {
+    pub id: u64,
+    pub out: UnixStream,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// State shared by the monitor's threads.
+pub(crate) struct Shared {
+    pub sandbox: Box<dyn Sandbox>,
+    pub attachers: Mutex<Vec<Attacher>>,
+    pub stdin: Mutex<Option<File>>,
+    pub exit: Mutex<Option<ExitInfo>>,
+    pub exit_cv: Condvar,
+    /// Requests still writing a reply after the exit (the monitor waits for them).
+    pub pending: Mutex<usize>,
+    pub pending_cv: Condvar,
+    pub store: Store,
+    pub id: String,
+    pub next_attacher: Mutex<u64>,
+}
+
+impl Shared {
+    /// Block until the workload has exited or `timeout` passed.
+    pub fn wait_exit(&self, timeout: Option<Duration>) -> Option<ExitInfo> {
+        let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        while g.is_none() {
+            match deadline {
+                None => g = self.exit_cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        break;
+                    }
+                    g = self
+                        .exit_cv
+                        .wait_timeout(g, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+        *g
+    }
+
+    /// Send a frame to every attacher that wants this stream; drop the broken ones.
+    pub fn broadcast(&self, kind: Kind, data: &[u8]) {
+        let mut g = self.attachers.lock().unwrap_or_else(|e| e.into_inner());
+        g.retain_mut(|a| {
+            let wanted = match kind {
+                Kind::Stdout => a.stdout,
+                Kind::Stderr => a.stderr,
+                _ => true,
+            };
+            !wanted || write_frame(&mut a.out, kind, data).is_ok()
+        });
+    }
+
+    pub fn add_attacher(&self, out: UnixStream, stdout: bool, stderr: bool) -> u64 {
+        let mut n = self.next_attacher.lock().unwrap_or_else(|e| e.into_inner());
+        *n += 1;
+        let id = *n;
+        let _ = out.set_write_timeout(Some(Duration::from_secs(10)));
+        self.attachers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Attacher {
+                id,
+                out,
+                stdout,
+                stderr,
+            });
+        id
+    }
+
+    pub fn remove_attacher(&self, id: u64) {
+        self.attachers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|a| a.id != id);
+    }
+
+    pub fn set_status(&self, status: Status) {
+        let _ = self.store.update(&self.id, |r| r.state.status = status);
+    }
+}
+
+fn log_line(paths: &Paths, id: &str, msg: &str) {
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.monitor_log(id))
+    {
+        let _ = writeln!(f, "{} {msg}", chrono::Utc::now().to_rfc3339());
+    }
+}
+
+fn send_ready(ready: &mut Option<File>, r: &Ready) {
+    if let Some(f) = ready.as_mut() {
+        let _ = protocol::write_json_line(f, r);
+    }
+    *ready = None;
+}
+
+/// Accept the first client (for foreground `run`/`start -a`), so no output is missed.
+fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
+    listener.set_nonblocking(true).ok()?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let conn = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => return None,
+        }
+    };
+    listener.set_nonblocking(false).ok()?;
+    conn.set_nonblocking(false).ok()?;
+    let mut c = conn;
+    let req: Request = protocol::read_json_line(&mut c).ok()?;
+    Some((c, req))
+}
+
+/// The monitor's main: returns the process exit status.
+pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> i32 {
+    let mut ready = ready;
+    let store = match Store::open(&paths.root) {
+        Ok(s) => s,
+        Err(e) => {
+            send_ready(
+                &mut ready,
+                &Ready {
+                    ok: false,
+                    error: e.to_string(),
+                    code: 125,
+                },
+            );
+            return 125;
+        }
+    };
+    let rec = match store.load(id) {
+        Ok(r) => r,
+        Err(e) => {
+            send_ready(
+                &mut ready,
+                &Ready {
+                    ok: false,
+                    error: e.to_string(),
+                    code: 125,
+                },
+            );
+            return 125;
+        }
+    };
+    let run_dir = paths.run_dir(id);
+    let sock_path = paths.control_socket(id);
+    let _ = std::fs::create_dir_all(&run_dir);
+    let _ = std::fs::remove_file(&sock_path);
+    let listener = match UnixListener::bind(&sock_path) {
+        Ok(l) => l,
+        Err(e) => {
+            send_ready(
+                &mut ready,
+                &Ready {
+                    ok: false,
+                    error: format!("control socket {}: {e}", sock_path.display()),
+                    code: 125,
+                },
+            );
+            return 125;
+        }
+    };
+    let mut first = None;
+    if attach_first {
+        if let Some(f) = ready.as_mut() {
+            let _ = f.write_all(b"listening\n");
+        }
+        first = accept_first(&listener);
+    }
+
+    let started = start::start_backend(paths, &rec);
+    let (sandbox, io) = match started {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = error_chain(&e);
+            log_line(paths, id, &format!("start failed: {msg}"));
+            let _ = store.update(id, |r| r.state.error = msg.clone());
+            if let Some((mut c, _)) = first {
+                let _ = write_frame(&mut c, Kind::Error, msg.as_bytes());
+                let _ = write_frame(&mut c, Kind::Exit, &protocol::exit_payload(e.exit_code()));
+            }
+            send_ready(
+                &mut ready,
+                &Ready {
+                    ok: false,
+                    error: msg,
+                    code: e.exit_code(),
+                },
+            );
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return e.exit_code();
+        }
+    };
+    let me = std::process::id() as i32;
+    let pid = sandbox.pid();
+    let _ = store.update(id, |r| {
+        r.state.status = Status::Running;
+        r.state.pid = pid;
+        r.state.monitor_pid = me;
+        r.state.monitor_start = crate::util::proc::start_time(me).unwrap_or(0);
+        r.state.started_at = Some(chrono::Utc::now());
+        r.state.finished_at = None;
+        r.state.exit_code = None;
+        r.state.oom_killed = false;
+        r.state.error.clear();
+    });
+    let shared = Arc::new(Shared {
+        sandbox,
+        attachers: Mutex::new(Vec::new()),
+        stdin: Mutex::new(io.stdin),
+        exit: Mutex::new(None),
+        exit_cv: Condvar::new(),
+        pending: Mutex::new(0),
+        pending_cv: Condvar::new(),
+        store: store.clone(),
+        id: id.to_string(),
+        next_attacher: Mutex::new(0),
+    });
+    send_ready(
+        &mut ready,
+        &Ready {
+            ok: true,
+            error: String::new(),
+            code: 0,
+        },
+    );
+
+    // The first client registers before output is pumped, so it misses nothing.
+    if let Some((c, req)) = first {
+        server::spawn_handler(&shared, c, req);
+    }
+    let pumps = server::start_pumps(&shared, paths, io.stdout, io.stderr);
+    server::spawn_accept_loop(&shared, listener);
+
+    let info = shared.sandbox.wait();
+    // Let the output drain (the pipes close when the last process holding them dies).
+    for p in pumps {
+        let _ = p.recv_timeout(Duration::from_secs(3));
+    }
+    log_line(paths, id, &format!("workload exited with {}", info.code));
+    let auto_remove = store.load(id).map(|r| r.auto_remove).unwrap_or(false);
+    let _ = store.update(id, |r| {
+        r.state.status = Status::Exited;
+        r.state.exit_code = Some(info.code);
+        r.state.oom_killed = info.oom_killed;
+        r.state.finished_at = Some(chrono::Utc::now());
+        r.state.pid = 0;
+    });
+    shared.sandbox.cleanup();
+    if auto_remove {
+        let _ = store.remove(id);
+    }
+    {
+        *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        shared.exit_cv.notify_all();
+    }
+    shared.broadcast(Kind::Exit, &protocol::exit_payload(info.code));
+    // Give requests that wait for the exit the time to answer.
+    let mut g = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while *g > 0 && std::time::Instant::now() < deadline {
+        g = shared
+            .pending_cv
+            .wait_timeout(g, Duration::from_millis(50))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    drop(g);
+    let _ = std::fs::remove_dir_all(&run_dir);
+    0
+}
+
+/// The error and its sources on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl From<SandboxError> for Ready {
+    fn from(e: SandboxError) -> Ready {
+        Ready {
+            ok: false,
+            code: e.exit_code(),
+            error: error_chain(&e),
+        }
+    }
+}
+
+/// A container whose monitor died (killed, crashed): record it as exited and release
+/// what the monitor would have released. Returns the updated record (None if removed).
+pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state::ContainerRecord> {
+    let rec = store.load(id).ok()?;
+    if !rec.is_active() || crate::util::proc::alive(rec.state.monitor_pid, rec.state.monitor_start)
+    {
+        return Some(rec);
+    }
+    if rec.spec.isolation == crate::spec::Isolation::Process {
+        if let Ok(cg) = crate::process::cgroups::manager(id) {
+            let _ = cg.thaw();
+            let _ = cg.kill_all();
+            let _ = cg.destroy();
+        }
+    }
+    let _ = std::fs::remove_dir_all(paths.run_dir(id));
+    log_line(paths, id, "monitor found dead; container marked exited");
+    if rec.auto_remove {
+        let _ = store.remove(id);
+        return None;
+    }
+    store
+        .update(id, |r| {
+            if r.is_active() {
+                r.state.status = Status::Exited;
+                r.state.exit_code = Some(137);
+                r.state.pid = 0;
+                r.state.finished_at = Some(chrono::Utc::now());
+                r.state.error =
+                    "the container's monitor process died; the workload was killed with it".into();
+            }
+        })
+        .ok()
+}

@@ -1,0 +1,401 @@
+//! The monitor's threads: output pumps (workload -> log + attachers) and the control
+//! socket (one thread per connection).
+
+use super::logs::LogWriter;
+use super::protocol::{self, read_frame, write_frame, Kind, Request, Response};
+use super::Shared;
+use crate::paths::Paths;
+use crate::sandbox::{ExecProcess, SandboxError};
+use crate::state::Status;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// Read a workload stream until EOF (a pty gives EIO when the last writer closes).
+fn read_chunks(mut r: File, mut each: impl FnMut(&[u8])) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => each(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// Start the threads copying the workload's output to the log and the attachers.
+/// Each returned receiver fires when its stream reached EOF.
+pub fn start_pumps(
+    shared: &Arc<Shared>,
+    paths: &Paths,
+    stdout: File,
+    stderr: Option<File>,
+) -> Vec<Receiver<()>> {
+    let log = Arc::new(Mutex::new(
+        LogWriter::open(&paths.log_path(&shared.id)).ok(),
+    ));
+    let mut done = Vec::new();
+    for (file, kind, name) in [
+        (Some(stdout), Kind::Stdout, "stdout"),
+        (stderr, Kind::Stderr, "stderr"),
+    ] {
+        let Some(file) = file else { continue };
+        let (tx, rx) = channel();
+        let shared = shared.clone();
+        let log = log.clone();
+        thread::spawn(move || {
+            read_chunks(file, |chunk| {
+                if let Some(l) = log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                    let _ = l.write(name, chunk);
+                }
+                shared.broadcast(kind, chunk);
+            });
+            let _ = tx.send(());
+        });
+        done.push(rx);
+    }
+    done
+}
+
+pub fn spawn_accept_loop(shared: &Arc<Shared>, listener: UnixListener) {
+    let shared = shared.clone();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let shared = shared.clone();
+            thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let req: Request = match protocol::read_json_line(&mut conn) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = protocol::write_json_line(
+                            &mut conn,
+                            &Response::err(format!("bad request: {e}")),
+                        );
+                        return;
+                    }
+                };
+                let _ = conn.set_read_timeout(None);
+                spawn_handler(&shared, conn, req);
+            });
+        }
+    });
+}
+
+/// Serve one request. Attach registers synchronously so no output is missed.
+pub fn spawn_handler(shared: &Arc<Shared>, conn: UnixStream, req: Request) {
+    if let Request::Attach {
+        stdin,
+        stdout,
+        stderr,
+        close_stdin,
+    } = req
+    {
+        let Ok(out) = conn.try_clone() else { return };
+        let aid = shared.add_attacher(out, stdout, stderr);
+        let shared = shared.clone();
+        thread::spawn(move || attach_input(&shared, conn, aid, stdin, close_stdin));
+        return;
+    }
+    let shared = shared.clone();
+    thread::spawn(move || handle(&shared, conn, req));
+}
+
+fn attach_input(shared: &Shared, mut conn: UnixStream, aid: u64, stdin: bool, close_stdin: bool) {
+    if let Some(info) = *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) {
+        let _ = write_frame(&mut conn, Kind::Exit, &protocol::exit_payload(info.code));
+        return;
+    }
+    loop {
+        match read_frame(&mut conn) {
+            Ok(Some((Kind::Stdin, data))) if stdin => {
+                let mut g = shared.stdin.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(f) = g.as_mut() {
+                    if f.write_all(&data).is_err() {
+                        *g = None;
+                    }
+                }
+            }
+            Ok(Some((Kind::StdinEof, _))) => {
+                if stdin && close_stdin {
+                    *shared.stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+            }
+            Ok(Some((Kind::Resize, p))) => {
+                if let Some((r, c)) = protocol::parse_resize(&p) {
+                    shared.sandbox.resize(r, c);
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    shared.remove_attacher(aid);
+}
+
+struct Pending<'a>(&'a Shared);
+
+impl<'a> Pending<'a> {
+    fn new(s: &'a Shared) -> Pending<'a> {
+        *s.pending.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Pending(s)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        *self.0.pending.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.pending_cv.notify_all();
+    }
+}
+
+fn reply(conn: &mut UnixStream, r: Result<serde_json::Value, SandboxError>) {
+    let resp = match r {
+        Ok(v) => Response::ok(v),
+        Err(e) => Response::err(super::error_chain(&e)),
+    };
+    let _ = protocol::write_json_line(conn, &resp);
+}
+
+fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
+    let sb = &shared.sandbox;
+    match req {
+        Request::Attach { .. } => {}
+        Request::Wait => {
+            let _p = Pending::new(shared);
+            let info = shared.wait_exit(None);
+            reply(
+                &mut conn,
+                Ok(serde_json::json!({ "exit_code": info.map(|i| i.code) })),
+            );
+        }
+        Request::Kill { signal } => {
+            // SIGKILL takes the whole sandbox down (a paused one too).
+            let r = if signal == libc::SIGKILL {
+                sb.kill()
+            } else {
+                sb.signal(signal)
+            }
+            .map(|_| serde_json::Value::Null);
+            reply(&mut conn, r);
+        }
+        Request::Stop { signal, timeout } => {
+            let _p = Pending::new(shared);
+            let _ = sb.signal(signal);
+            let mut info = shared.wait_exit(Some(Duration::from_secs(timeout)));
+            if info.is_none() {
+                let _ = sb.kill();
+                info = shared.wait_exit(Some(Duration::from_secs(15)));
+            }
+            let r = match info {
+                Some(i) => Ok(serde_json::json!({ "exit_code": i.code })),
+                None => Err(SandboxError::Other("the container did not stop".into())),
+            };
+            reply(&mut conn, r);
+        }
+        Request::Pause => {
+            let r = sb.pause().map(|_| {
+                shared.set_status(Status::Paused);
+                serde_json::Value::Null
+            });
+            reply(&mut conn, r);
+        }
+        Request::Resume => {
+            let r = sb.resume().map(|_| {
+                shared.set_status(Status::Running);
+                serde_json::Value::Null
+            });
+            reply(&mut conn, r);
+        }
+        Request::Resize { rows, cols } => {
+            sb.resize(rows, cols);
+            reply(&mut conn, Ok(serde_json::Value::Null));
+        }
+        Request::Top => {
+            let r = sb
+                .top()
+                .map(|rows| serde_json::to_value(rows).unwrap_or_default());
+            reply(&mut conn, r);
+        }
+        Request::Stats => {
+            let r = sb
+                .stats()
+                .map(|s| serde_json::to_value(s).unwrap_or_default());
+            reply(&mut conn, r);
+        }
+        Request::Exec { process, detach } => {
+            let _p = Pending::new(shared);
+            match sb.exec(&process) {
+                Err(e) => {
+                    let _ = write_frame(&mut conn, Kind::Error, super::error_chain(&e).as_bytes());
+                    let _ = write_frame(
+                        &mut conn,
+                        Kind::Exit,
+                        &protocol::exit_payload(e.exit_code()),
+                    );
+                }
+                Ok(ep) if detach => {
+                    let _ = write_frame(&mut conn, Kind::Exit, &protocol::exit_payload(0));
+                    drop(_p);
+                    let _ = ep.wait();
+                }
+                Ok(ep) => stream_exec(ep, conn),
+            }
+        }
+        Request::CopyOut { path } => {
+            let _p = Pending::new(shared);
+            let mut w = FrameWriter {
+                conn: conn.try_clone().ok(),
+                buf: Vec::new(),
+            };
+            let r = sb.copy_out(&path, &mut w);
+            let _ = w.flush();
+            finish_copy(&mut conn, r);
+        }
+        Request::CopyIn { path } => {
+            let _p = Pending::new(shared);
+            let mut r = FrameReader {
+                conn: conn.try_clone().ok(),
+                buf: Vec::new(),
+                pos: 0,
+                eof: false,
+            };
+            let res = sb.copy_in(&path, &mut r);
+            // Drain what the client still sends so it is not blocked.
+            let _ = io::copy(&mut r, &mut io::sink());
+            finish_copy(&mut conn, res);
+        }
+    }
+}
+
+fn finish_copy(conn: &mut UnixStream, r: Result<(), SandboxError>) {
+    match r {
+        Ok(()) => {
+            let _ = write_frame(conn, Kind::DataEof, &[]);
+            let _ = write_frame(conn, Kind::Exit, &protocol::exit_payload(0));
+        }
+        Err(e) => {
+            let _ = write_frame(conn, Kind::Error, super::error_chain(&e).as_bytes());
+            let _ = write_frame(conn, Kind::Exit, &protocol::exit_payload(1));
+        }
+    }
+}
+
+/// Pump an exec's stdio over the connection until it exits.
+fn stream_exec(mut ep: Box<dyn ExecProcess>, conn: UnixStream) {
+    let Some(io) = ep.take_io() else { return };
+    let Ok(out_conn) = conn.try_clone() else {
+        return;
+    };
+    let out_conn = Arc::new(Mutex::new(out_conn));
+    let mut pumps = Vec::new();
+    for (file, kind) in [(Some(io.stdout), Kind::Stdout), (io.stderr, Kind::Stderr)] {
+        let Some(file) = file else { continue };
+        let c = out_conn.clone();
+        let (tx, rx) = channel::<()>();
+        thread::spawn(move || {
+            read_chunks(file, |chunk| {
+                let mut g = c.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = write_frame(&mut *g, kind, chunk);
+            });
+            let _ = tx.send(());
+        });
+        pumps.push(rx);
+    }
+    let stdin = Arc::new(Mutex::new(io.stdin));
+    let ep: Arc<dyn ExecProcess> = Arc::from(ep);
+    {
+        let stdin = stdin.clone();
+        let ep = ep.clone();
+        let mut conn = conn;
+        thread::spawn(move || loop {
+            match read_frame(&mut conn) {
+                Ok(Some((Kind::Stdin, data))) => {
+                    if let Some(f) = stdin.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                        let _ = f.write_all(&data);
+                    }
+                }
+                Ok(Some((Kind::StdinEof, _))) => {
+                    *stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                }
+                Ok(Some((Kind::Resize, p))) => {
+                    if let Some((r, c)) = protocol::parse_resize(&p) {
+                        ep.resize(r, c);
+                    }
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
+            }
+        });
+    }
+    let code = ep.wait().unwrap_or(126);
+    for p in pumps {
+        let _ = p.recv_timeout(Duration::from_secs(2));
+    }
+    *stdin.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    let mut g = out_conn.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = write_frame(&mut *g, Kind::Exit, &protocol::exit_payload(code));
+}
+
+/// `Write` that sends Data frames.
+struct FrameWriter {
+    conn: Option<UnixStream>,
+    buf: Vec<u8>,
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let c = self.conn.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        write_frame(c, Kind::Data, &self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// `Read` over Data frames, ending at DataEof.
+struct FrameReader {
+    conn: Option<UnixStream>,
+    buf: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl Read for FrameReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.buf.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            let c = self.conn.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+            match read_frame(c)? {
+                Some((Kind::Data, d)) => {
+                    self.buf = d;
+                    self.pos = 0;
+                }
+                _ => {
+                    self.eof = true;
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

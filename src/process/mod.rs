@@ -1,0 +1,394 @@
+//! The process backend: OS-level virtualization with namespaces, cgroups, overlayfs
+//! and pivot_root. The container shares the host kernel.
+//!
+//! Start-up, in the monitor process:
+//! 1. cgroup created, limits written;
+//! 2. clone() with new mount, uts, ipc, pid (and net) namespaces;
+//! 3. the parent moves the child into the cgroup, then lets it go;
+//! 4. the child: new cgroup namespace, overlay root, /proc /sys /dev, pivot_root,
+//!    masked paths, hostname, lo, user, capabilities, no_new_privs, execve;
+//! 5. a report pipe (close-on-exec) tells the parent whether execve happened.
+
+pub mod caps;
+pub mod cgroups;
+mod nsenter;
+mod reaper;
+pub mod rootfs;
+mod stdio;
+pub mod workload;
+
+use crate::sandbox::{
+    ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
+};
+use crate::spec::{NetworkMode, ProcessSpec, SandboxSpec};
+use cgroups::CgroupManager;
+use reaper::Reaper;
+use rootfs::{RootfsPlan, SetupError};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::mpsc::Receiver;
+use std::sync::Mutex;
+use std::time::Instant;
+use stdio::{make_stdio, ChildStdio};
+
+/// Everything the process backend needs to start a container.
+pub struct ProcessStart {
+    pub id: String,
+    pub spec: SandboxSpec,
+    pub rootfs: RootfsPlan,
+    /// Called with (step, duration, explanation) as each step completes (`--explain`).
+    pub trace: Option<Box<dyn Fn(&str, std::time::Duration) + Send + Sync>>,
+}
+
+/// A running process container.
+pub struct ProcessSandbox {
+    pid: i32,
+    cgroup: Box<dyn CgroupManager>,
+    reaper: Reaper,
+    exit_rx: Mutex<Option<Receiver<i32>>>,
+    tty_master: Option<OwnedFd>,
+    cap_last: u32,
+}
+
+fn setup_to_error(e: SetupError, arg0: &str) -> SandboxError {
+    if e.step.starts_with("exec ") || e.step == "no command given" {
+        match e.errno {
+            libc::ENOENT | libc::ENOTDIR => return SandboxError::NotFound(arg0.to_string()),
+            libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR => {
+                return SandboxError::NotExecutable(arg0.to_string())
+            }
+            _ => {}
+        }
+    }
+    SandboxError::Setup {
+        step: e.step,
+        source: std::io::Error::from_raw_os_error(e.errno),
+    }
+}
+
+/// A pipe as (read, write), both close-on-exec.
+fn pipe() -> Result<(File, File), SandboxError> {
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io(e.into()))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+/// Read the report pipe to EOF: empty means execve happened.
+fn read_report(mut r: File) -> Option<SetupError> {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    workload::parse_report(&s)
+}
+
+pub(crate) fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize that lives across the call.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}
+
+impl ProcessSandbox {
+    /// Create the container and exec its workload. On error nothing is left behind.
+    pub fn start(cfg: ProcessStart) -> Result<(ProcessSandbox, WorkloadIo), SandboxError> {
+        let t = Instant::now();
+        let trace = |step: &str, since: Instant| {
+            if let Some(f) = &cfg.trace {
+                f(step, since.elapsed());
+            }
+        };
+        let cgroup = cgroups::manager(&cfg.id)?;
+        if let Err(e) = cgroup.create(&cfg.spec.resources) {
+            let _ = cgroup.destroy();
+            return Err(e.into());
+        }
+        trace("cgroup", t);
+        let result = Self::spawn(&cfg, cgroup.as_ref());
+        match result {
+            Ok((pid, io, master, reaper)) => {
+                let exit_rx = reaper.subscribe(pid);
+                Ok((
+                    ProcessSandbox {
+                        pid,
+                        cgroup,
+                        reaper,
+                        exit_rx: Mutex::new(Some(exit_rx)),
+                        tty_master: master,
+                        cap_last: caps::last_cap(),
+                    },
+                    io,
+                ))
+            }
+            Err(e) => {
+                let _ = cgroup.kill_all();
+                let _ = cgroup.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    fn spawn(
+        cfg: &ProcessStart,
+        cgroup: &dyn CgroupManager,
+    ) -> Result<(i32, WorkloadIo, Option<OwnedFd>, Reaper), SandboxError> {
+        let p = &cfg.spec.process;
+        let (host_stdio, child_stdio) = make_stdio(p)?;
+        let (go_r, mut go_w) = pipe()?;
+        let (rep_r, rep_w) = pipe()?;
+        let cap_last = caps::last_cap();
+        let mut flags =
+            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+        if cfg.spec.network == NetworkMode::None {
+            flags |= libc::CLONE_NEWNET;
+        }
+        let t_clone = Instant::now();
+        // SAFETY: a fork-style clone (no CLONE_VM, no new stack): the child gets a copy of
+        // this single-threaded process and continues below; the monitor starts no threads
+        // before this point, so no lock can be held by a thread that does not exist in
+        // the child.
+        let pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+        if pid < 0 {
+            return Err(SandboxError::Setup {
+                step: "clone with new namespaces".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        if pid == 0 {
+            drop(go_w);
+            drop(rep_r);
+            let e = Self::child(cfg, go_r, child_stdio, cap_last);
+            workload::report(rep_w.as_raw_fd(), &e);
+            // SAFETY: leaving the forked child without running the parent's destructors.
+            unsafe { libc::_exit(125) };
+        }
+        let pid = pid as i32;
+        if let Some(f) = &cfg.trace {
+            f("clone", t_clone.elapsed());
+        }
+        let reaper = Reaper::start();
+        reaper.forked();
+        drop(go_r);
+        drop(rep_w);
+        drop(child_stdio);
+        let fail = |e: SandboxError| {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            e
+        };
+        cgroup.add(pid).map_err(|e| fail(e.into()))?;
+        go_w.write_all(b"g").map_err(|e| fail(e.into()))?;
+        drop(go_w);
+        let t_exec = Instant::now();
+        let stdio = host_stdio.finish();
+        if let Some(e) = read_report(rep_r) {
+            let rx = reaper.subscribe(pid);
+            let _ = rx.recv();
+            return Err(setup_to_error(
+                e,
+                p.args.first().map(|s| s.as_str()).unwrap_or(""),
+            ));
+        }
+        let (io, master) = stdio.map_err(fail)?;
+        if let Some(f) = &cfg.trace {
+            f("mounts+pivot_root+exec", t_exec.elapsed());
+        }
+        Ok((pid, io, master, reaper))
+    }
+
+    /// The container's first process, between clone and execve. Returns only on failure.
+    fn child(cfg: &ProcessStart, go: File, stdio: ChildStdio, cap_last: u32) -> SetupError {
+        let mut go = go;
+        let mut b = [0u8; 1];
+        if go.read(&mut b).unwrap_or(0) != 1 {
+            return SetupError::new(
+                "wait for the monitor",
+                std::io::Error::from_raw_os_error(libc::EPIPE),
+            );
+        }
+        let run = || -> Result<(), SetupError> {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+                .map_err(|e| SetupError::new("cgroup namespace", std::io::Error::from(e)))?;
+            rootfs::mount_all(&cfg.rootfs)?;
+            rootfs::pivot(&cfg.rootfs.target)?;
+            rootfs::mask_and_protect()?;
+            nix::unistd::sethostname(&cfg.spec.hostname)
+                .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
+            if cfg.spec.network == NetworkMode::None {
+                workload::loopback_up()?;
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            return e;
+        }
+        workload::exec_workload(&cfg.spec.process, stdio, cap_last, true)
+    }
+}
+
+impl Sandbox for ProcessSandbox {
+    fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn wait(&self) -> ExitInfo {
+        let rx = self
+            .exit_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let status = rx.and_then(|rx| rx.recv().ok()).unwrap_or(255 << 8);
+        let mut info = ExitInfo::from_wait_status(status);
+        info.oom_killed = self.cgroup.oom_killed();
+        info
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), SandboxError> {
+        // SAFETY: kill(2) on the container's init, our child (not yet reaped while we run).
+        if unsafe { libc::kill(self.pid, sig) } != 0 {
+            return Err(SandboxError::Io(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn kill(&self) -> Result<(), SandboxError> {
+        let _ = self.cgroup.thaw();
+        self.cgroup.kill_all()?;
+        Ok(())
+    }
+
+    fn pause(&self) -> Result<(), SandboxError> {
+        Ok(self.cgroup.freeze()?)
+    }
+
+    fn resume(&self) -> Result<(), SandboxError> {
+        Ok(self.cgroup.thaw()?)
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        if let Some(m) = &self.tty_master {
+            set_winsize(m, rows, cols);
+        }
+    }
+
+    fn exec(&self, p: &ProcessSpec) -> Result<Box<dyn ExecProcess>, SandboxError> {
+        nsenter::exec(
+            self.pid,
+            self.cgroup.as_ref(),
+            &self.reaper,
+            p,
+            self.cap_last,
+        )
+    }
+
+    fn copy_out(&self, path: &str, out: &mut (dyn Write + Send)) -> Result<(), SandboxError> {
+        let path = path.to_string();
+        nsenter::in_mount_ns(self.pid, &self.reaper, None, Some(out), move |_, w| {
+            crate::archive::pack(std::path::Path::new(&path), w)
+        })
+    }
+
+    fn copy_in(&self, path: &str, input: &mut (dyn Read + Send)) -> Result<(), SandboxError> {
+        let path = path.to_string();
+        nsenter::in_mount_ns(self.pid, &self.reaper, Some(input), None, move |r, _| {
+            crate::archive::extract(r, std::path::Path::new(&path))
+        })
+    }
+
+    fn top(&self) -> Result<Vec<TopRow>, SandboxError> {
+        Ok(top_rows(&self.cgroup.pids()?))
+    }
+
+    fn stats(&self) -> Result<SandboxStats, SandboxError> {
+        let s = self.cgroup.stats()?;
+        Ok(SandboxStats {
+            memory_bytes: s.memory_bytes,
+            memory_limit: s.memory_limit,
+            cpu_usage_ns: s.cpu_usage_ns,
+            pids: s.pids,
+        })
+    }
+
+    fn cleanup(&self) {
+        let _ = self.cgroup.thaw();
+        let _ = self.cgroup.kill_all();
+        let _ = self.cgroup.destroy();
+    }
+}
+
+/// `top` rows for these host pids, from /proc.
+pub fn top_rows(pids: &[i32]) -> Vec<TopRow> {
+    let tps = crate::util::proc::ticks_per_second();
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for &pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(st) = crate::util::proc::parse_stat(&stat) else {
+            continue;
+        };
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next().and_then(|u| u.parse().ok()))
+            })
+            .unwrap_or(0);
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let secs = (st.utime + st.stime) / tps;
+        let started = boot + (st.start_time / tps) as i64;
+        rows.push(TopRow {
+            uid,
+            pid,
+            ppid: st.ppid,
+            stime: chrono::DateTime::from_timestamp(started, 0)
+                .map(|d| d.format("%H:%M").to_string())
+                .unwrap_or_default(),
+            time: format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            cmd: if cmd.is_empty() {
+                format!("[{}]", st.comm)
+            } else {
+                cmd
+            },
+        });
+    }
+    rows
+}
+
+/// Wrap a raw fd we own into a File.
+///
+/// # Safety
+/// `fd` must be an open descriptor owned by the caller and not used elsewhere.
+pub(crate) unsafe fn file_from_raw(fd: i32) -> File {
+    // SAFETY: ownership is transferred by the caller per this function's contract.
+    unsafe { File::from_raw_fd(fd) }
+}

@@ -1,0 +1,317 @@
+//! The container's filesystem view: overlay root, /proc, /sys, /dev, the /etc files,
+//! pivot_root, and Docker's masked and read-only paths. Runs in the container's
+//! fresh mount namespace, so every mount disappears with it.
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mknod, Mode, SFlag};
+use std::fs;
+use std::io;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+
+/// Paths Docker hides from containers.
+pub const MASKED: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only.
+pub const READONLY: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Device nodes created in the container's /dev: name, major, minor.
+pub const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// A step that failed, with its errno.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: String,
+    pub errno: i32,
+}
+
+impl SetupError {
+    pub fn new(step: impl Into<String>, e: impl Into<io::Error>) -> SetupError {
+        let e: io::Error = e.into();
+        SetupError {
+            step: step.into(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+}
+
+fn nix_step(step: &str) -> impl FnOnce(nix::Error) -> SetupError + '_ {
+    move |e| SetupError {
+        step: step.to_string(),
+        errno: e as i32,
+    }
+}
+
+fn io_step(step: &str) -> impl FnOnce(io::Error) -> SetupError + '_ {
+    move |e| SetupError::new(step, e)
+}
+
+/// What to mount for one container.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// Image layers, lowest first.
+    pub lower: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// Where the overlay is mounted (inside the container's mount namespace).
+    pub target: PathBuf,
+    /// Host files bind-mounted over /etc/hostname, /etc/hosts, /etc/resolv.conf.
+    pub etc_files: Vec<(PathBuf, &'static str)>,
+}
+
+/// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
+pub fn overlay_options(plan: &RootfsPlan) -> String {
+    let lower: Vec<String> = plan
+        .lower
+        .iter()
+        .rev()
+        .map(|p| p.display().to_string())
+        .collect();
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.join(":"),
+        plan.upper.display(),
+        plan.work.display()
+    )
+}
+
+fn ensure_file(path: &Path) -> Result<(), SetupError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_step("create /etc"))?;
+    }
+    if fs::symlink_metadata(path).is_err() {
+        fs::write(path, b"").map_err(io_step("create an /etc file"))?;
+    }
+    Ok(())
+}
+
+/// Make the mount tree private, mount the overlay root and everything under it.
+pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(nix_step("make / private"))?;
+    let t = &plan.target;
+    mount(
+        Some("overlay"),
+        t,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(overlay_options(plan).as_str()),
+    )
+    .map_err(nix_step("mount the overlay root"))?;
+
+    let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let sub = |p: &str| t.join(p.trim_start_matches('/'));
+    for d in ["proc", "sys", "dev", "tmp"] {
+        fs::create_dir_all(sub(d)).map_err(io_step("create mount points"))?;
+    }
+    mount(
+        Some("proc"),
+        &sub("proc"),
+        Some("proc"),
+        common,
+        None::<&str>,
+    )
+    .map_err(nix_step("mount /proc"))?;
+    mount(
+        Some("sysfs"),
+        &sub("sys"),
+        Some("sysfs"),
+        common | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(nix_step("mount /sys"))?;
+    mount(
+        Some("tmpfs"),
+        &sub("dev"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(nix_step("mount /dev"))?;
+    for (name, major, minor) in DEVICES {
+        let p = sub("dev").join(name);
+        mknod(
+            &p,
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(*major, *minor),
+        )
+        .map_err(nix_step("create device nodes"))?;
+        // mknod honours the umask; make the mode exact.
+        nix::sys::stat::fchmodat(
+            None,
+            &p,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(nix_step("chmod device nodes"))?;
+    }
+    for d in ["pts", "shm", "mqueue"] {
+        fs::create_dir_all(sub("dev").join(d)).map_err(io_step("create /dev dirs"))?;
+    }
+    mount(
+        Some("devpts"),
+        &sub("dev/pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .map_err(nix_step("mount /dev/pts"))?;
+    mount(
+        Some("shm"),
+        &sub("dev/shm"),
+        Some("tmpfs"),
+        common,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(nix_step("mount /dev/shm"))?;
+    mount(
+        Some("mqueue"),
+        &sub("dev/mqueue"),
+        Some("mqueue"),
+        common,
+        None::<&str>,
+    )
+    .map_err(nix_step("mount /dev/mqueue"))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        symlink(target, sub("dev").join(link)).map_err(io_step("create /dev links"))?;
+    }
+    for (src, dst) in &plan.etc_files {
+        let d = sub(dst);
+        ensure_file(&d)?;
+        mount(
+            Some(src.as_path()),
+            &d,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(nix_step("bind-mount /etc files"))?;
+    }
+    Ok(())
+}
+
+/// Switch the root to `target` and detach the old root entirely.
+pub fn pivot(target: &Path) -> Result<(), SetupError> {
+    nix::unistd::chdir(target).map_err(nix_step("chdir to the new root"))?;
+    nix::unistd::pivot_root(".", ".").map_err(nix_step("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(nix_step("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(nix_step("chdir /"))?;
+    Ok(())
+}
+
+/// Hide the masked paths and make the read-only ones read-only (after pivot_root).
+pub fn mask_and_protect() -> Result<(), SetupError> {
+    for p in MASKED {
+        match fs::metadata(p) {
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                *p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .map_err(nix_step("mask a directory"))?,
+            Ok(_) => mount(
+                Some("/dev/null"),
+                *p,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(nix_step("mask a file"))?,
+            Err(_) => {}
+        }
+    }
+    for p in READONLY {
+        if fs::symlink_metadata(p).is_err() {
+            continue;
+        }
+        mount(
+            Some(*p),
+            *p,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(nix_step("bind a read-only path"))?;
+        mount(
+            None::<&str>,
+            *p,
+            None::<&str>,
+            MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(nix_step("remount a path read-only"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_puts_top_layer_first() {
+        let plan = RootfsPlan {
+            lower: vec!["/l/base".into(), "/l/top".into()],
+            upper: "/c/upper".into(),
+            work: "/c/work".into(),
+            target: "/r".into(),
+            etc_files: vec![],
+        };
+        assert_eq!(
+            overlay_options(&plan),
+            "lowerdir=/l/top:/l/base,upperdir=/c/upper,workdir=/c/work"
+        );
+    }
+
+    #[test]
+    fn masks_match_docker() {
+        assert!(MASKED.contains(&"/proc/kcore"));
+        assert!(READONLY.contains(&"/proc/sysrq-trigger"));
+    }
+}

@@ -1,0 +1,186 @@
+//! `SandboxSpec`: what to run, shared by both backends.
+//!
+//! The engine builds one from the image config and the user's flags; the process
+//! backend applies it with namespaces and cgroups, and the vm backend sends the very
+//! same struct (serialized) to the guest agent. There is no second definition.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// The isolation model a container runs under.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// OS-level: namespaces + cgroups, the host kernel is shared.
+    #[default]
+    Process,
+    /// Hardware-level: a KVM microVM with its own kernel.
+    Vm,
+}
+
+impl fmt::Display for Isolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Isolation::Process => "process",
+            Isolation::Vm => "vm",
+        })
+    }
+}
+
+impl FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "process" => Ok(Isolation::Process),
+            "vm" => Ok(Isolation::Vm),
+            other => Err(format!(
+                "unknown isolation {other:?}: use \"process\" or \"vm\""
+            )),
+        }
+    }
+}
+
+/// Network attachment of a sandbox.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Own network namespace with only `lo`, up.
+    #[default]
+    None,
+    /// The host's network namespace (process) / no isolation of the network stack.
+    Host,
+}
+
+impl fmt::Display for NetworkMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkMode::None => "none",
+            NetworkMode::Host => "host",
+        })
+    }
+}
+
+impl FromStr for NetworkMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(NetworkMode::None),
+            "host" => Ok(NetworkMode::Host),
+            "bridge" | "default" => Err(
+                "the bridge network is not available yet: use --network none or --network host"
+                    .to_string(),
+            ),
+            other => Err(format!(
+                "unknown network {other:?}: use \"none\" or \"host\""
+            )),
+        }
+    }
+}
+
+/// The identity the workload runs as, resolved to numbers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+}
+
+/// Resource limits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Resources {
+    /// Memory limit in bytes (process: cgroup; vm: guest RAM).
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (process: cfs quota; vm: vCPU count, rounded up).
+    pub cpus: Option<f64>,
+    /// Maximum number of tasks.
+    pub pids_limit: Option<i64>,
+}
+
+/// One process to run in a sandbox: the workload itself or an `exec`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is resolved against `PATH` in `env` when it has no slash.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    pub user: User,
+    /// Allocate a pseudo-terminal.
+    pub tty: bool,
+    /// Keep stdin open and forward it.
+    pub stdin: bool,
+}
+
+/// Everything a backend needs to start a container's workload.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SandboxSpec {
+    pub process: ProcessSpec,
+    pub hostname: String,
+    pub network: NetworkMode,
+    pub resources: Resources,
+    pub isolation: Isolation,
+}
+
+impl ProcessSpec {
+    /// The value of `PATH` in this process's environment, or the default Docker uses.
+    pub fn path_var(&self) -> &str {
+        self.env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH)
+    }
+}
+
+/// Docker's default `PATH` for containers whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Merge `KEY=VALUE` lists: later entries replace earlier ones with the same key,
+/// order of first appearance kept.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(base.len() + overrides.len());
+    for e in base.iter().chain(overrides) {
+        let key = e.split('=').next().unwrap_or(e);
+        if let Some(slot) = out
+            .iter_mut()
+            .find(|x| x.split('=').next().unwrap_or(x) == key)
+        {
+            *slot = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_keep_order() {
+        let base = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let over = vec!["A=2".to_string(), "B=3".to_string()];
+        assert_eq!(merge_env(&base, &over), vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn path_defaults_like_docker() {
+        let p = ProcessSpec::default();
+        assert_eq!(p.path_var(), DEFAULT_PATH);
+        let p = ProcessSpec {
+            env: vec!["PATH=/x".into()],
+            ..Default::default()
+        };
+        assert_eq!(p.path_var(), "/x");
+    }
+
+    #[test]
+    fn isolation_parses() {
+        assert_eq!("vm".parse::<Isolation>().unwrap(), Isolation::Vm);
+        assert!("kvm".parse::<Isolation>().is_err());
+        assert!("bridge".parse::<NetworkMode>().is_err());
+    }
+}

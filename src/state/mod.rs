@@ -1,0 +1,15 @@
+//! The state store: one record per container, atomic writes, flock-serialized updates.
+//!
+//! Layout under the state root (default /var/lib/twinbox):
+//!
+//! ```text
+//! containers/<id>/config.json   the record (atomic: temp + fsync + rename)
+//! containers/<id>/...           per-container files (logs, overlay upper, scratch disk)
+//! containers.lock               flock taken for every read-modify-write
+//! ```
+
+mod record;
+mod store;
+
+pub use record::{ContainerRecord, ContainerState, Status};
+pub use store::{StateError, Store};

@@ -16,8 +16,7 @@ pub fn pack(src: &Path, out: &mut dyn Write) -> io::Result<()> {
         .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", src.display())))?;
     let name = src
         .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .next_back()
+        .rfind(|c| matches!(c, Component::Normal(_)))
         .map(|c| c.as_os_str().to_owned())
         .unwrap_or_else(|| ".".into());
     let mut b = tar::Builder::new(out);

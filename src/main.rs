@@ -3,7 +3,27 @@
 use clap::Parser;
 
 fn main() {
-    let cli = twinbox::cli::Cli::parse();
+    let cli = match twinbox::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // One line: clap's first line, without its "error: " prefix.
+            let text = e.render().to_string();
+            let first = text.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("twinbox: {first} (see 'twinbox --help')");
+            std::process::exit(125);
+        }
+    };
     let code = match twinbox::cli::main(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -3,6 +3,9 @@
 use crate::spec::User;
 use std::path::PathBuf;
 
+/// (name, gid, member names) of one /etc/group line.
+type GroupEntry = (String, u32, Vec<String>);
+
 struct PasswdEntry {
     name: String,
     uid: u32,
@@ -25,7 +28,7 @@ fn parse_passwd(s: &str) -> Vec<PasswdEntry> {
 }
 
 /// (name, gid, members)
-fn parse_group(s: &str) -> Vec<(String, u32, Vec<String>)> {
+fn parse_group(s: &str) -> Vec<GroupEntry> {
     s.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(':').collect();
@@ -62,11 +65,7 @@ pub fn resolve(spec: &str, layers: &[PathBuf]) -> Result<User, String> {
     resolve_with(spec, &passwd, &groups)
 }
 
-fn resolve_with(
-    spec: &str,
-    passwd: &[PasswdEntry],
-    groups: &[(String, u32, Vec<String>)],
-) -> Result<User, String> {
+fn resolve_with(spec: &str, passwd: &[PasswdEntry], groups: &[GroupEntry]) -> Result<User, String> {
     if spec.is_empty() {
         return Ok(User::default());
     }
@@ -117,7 +116,7 @@ fn resolve_with(
 mod tests {
     use super::*;
 
-    fn db() -> (Vec<PasswdEntry>, Vec<(String, u32, Vec<String>)>) {
+    fn db() -> (Vec<PasswdEntry>, Vec<GroupEntry>) {
         (
             parse_passwd("root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/home/web:/bin/sh\n"),
             parse_group("root:x:0:\nweb:x:1000:\naudio:x:29:web,other\n"),

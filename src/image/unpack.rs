@@ -84,7 +84,7 @@ fn write_err(path: &Path) -> impl FnOnce(io::Error) -> UnpackError + '_ {
 fn mknod_whiteout(path: &Path) -> io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())?;
     // SAFETY: c is a valid NUL-terminated path; mknod does not retain it.
-    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o000, 0) };
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR, 0) };
     if rc == 0 {
         Ok(())
     } else {
@@ -203,6 +203,9 @@ mod tests {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*kind);
             h.set_mode(0o755);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
             h.set_size(data.len() as u64);
             if let Some(l) = link {
                 h.set_link_name(l).unwrap();

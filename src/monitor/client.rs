@@ -145,15 +145,16 @@ pub fn stream(conn: UnixStream, opts: StreamOpts) -> Result<StreamEnd, ClientErr
         let _ = set.thread_block();
         let w = writer.clone();
         let sock = opts.proxy_signals.clone();
-        std::thread::spawn(move || loop {
-            let Ok(sig) = set.wait() else { break };
-            if sig == nix::sys::signal::Signal::SIGWINCH {
-                if let Some((r, c)) = terminal_size() {
-                    let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
-                    let _ = write_frame(&mut *g, Kind::Resize, &protocol::resize_payload(r, c));
+        std::thread::spawn(move || {
+            while let Ok(sig) = set.wait() {
+                if sig == nix::sys::signal::Signal::SIGWINCH {
+                    if let Some((r, c)) = terminal_size() {
+                        let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+                        let _ = write_frame(&mut *g, Kind::Resize, &protocol::resize_payload(r, c));
+                    }
+                } else if let Some(sock) = &sock {
+                    let _ = request(sock, &Request::Kill { signal: sig as i32 });
                 }
-            } else if let Some(sock) = &sock {
-                let _ = request(sock, &Request::Kill { signal: sig as i32 });
             }
         });
     }

@@ -299,6 +299,9 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
     if auto_remove {
         let _ = store.remove(id);
     }
+    // Runtime files go before anyone hears of the exit, so a caller that returns on
+    // the exit finds nothing left (open connections keep working without the path).
+    let _ = std::fs::remove_dir_all(&run_dir);
     {
         *shared.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
         shared.exit_cv.notify_all();
@@ -315,7 +318,6 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             .0;
     }
     drop(g);
-    let _ = std::fs::remove_dir_all(&run_dir);
     0
 }
 

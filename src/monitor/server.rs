@@ -164,10 +164,11 @@ fn reply(conn: &mut UnixStream, r: Result<serde_json::Value, SandboxError>) {
 
 fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
     let sb = &shared.sandbox;
+    // Every request is answered before the monitor exits.
+    let mut pending = Some(Pending::new(shared));
     match req {
         Request::Attach { .. } => {}
         Request::Wait => {
-            let _p = Pending::new(shared);
             let info = shared.wait_exit(None);
             reply(
                 &mut conn,
@@ -185,7 +186,6 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
             reply(&mut conn, r);
         }
         Request::Stop { signal, timeout } => {
-            let _p = Pending::new(shared);
             let _ = sb.signal(signal);
             let mut info = shared.wait_exit(Some(Duration::from_secs(timeout)));
             if info.is_none() {
@@ -228,27 +228,23 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
                 .map(|s| serde_json::to_value(s).unwrap_or_default());
             reply(&mut conn, r);
         }
-        Request::Exec { process, detach } => {
-            let _p = Pending::new(shared);
-            match sb.exec(&process) {
-                Err(e) => {
-                    let _ = write_frame(&mut conn, Kind::Error, super::error_chain(&e).as_bytes());
-                    let _ = write_frame(
-                        &mut conn,
-                        Kind::Exit,
-                        &protocol::exit_payload(e.exit_code()),
-                    );
-                }
-                Ok(ep) if detach => {
-                    let _ = write_frame(&mut conn, Kind::Exit, &protocol::exit_payload(0));
-                    drop(_p);
-                    let _ = ep.wait();
-                }
-                Ok(ep) => stream_exec(ep, conn),
+        Request::Exec { process, detach } => match sb.exec(&process) {
+            Err(e) => {
+                let _ = write_frame(&mut conn, Kind::Error, super::error_chain(&e).as_bytes());
+                let _ = write_frame(
+                    &mut conn,
+                    Kind::Exit,
+                    &protocol::exit_payload(e.exit_code()),
+                );
             }
-        }
+            Ok(ep) if detach => {
+                let _ = write_frame(&mut conn, Kind::Exit, &protocol::exit_payload(0));
+                pending.take();
+                let _ = ep.wait();
+            }
+            Ok(ep) => stream_exec(ep, conn),
+        },
         Request::CopyOut { path } => {
-            let _p = Pending::new(shared);
             let mut w = FrameWriter {
                 conn: conn.try_clone().ok(),
                 buf: Vec::new(),
@@ -258,7 +254,6 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
             finish_copy(&mut conn, r);
         }
         Request::CopyIn { path } => {
-            let _p = Pending::new(shared);
             let mut r = FrameReader {
                 conn: conn.try_clone().ok(),
                 buf: Vec::new(),

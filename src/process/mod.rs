@@ -32,13 +32,16 @@ use std::sync::Mutex;
 use std::time::Instant;
 use stdio::{make_stdio, ChildStdio};
 
+/// Called with (step, duration) as each start-up step completes (`--explain`).
+pub type Trace = Box<dyn Fn(&str, std::time::Duration) + Send + Sync>;
+
 /// Everything the process backend needs to start a container.
 pub struct ProcessStart {
     pub id: String,
     pub spec: SandboxSpec,
     pub rootfs: RootfsPlan,
     /// Called with (step, duration, explanation) as each step completes (`--explain`).
-    pub trace: Option<Box<dyn Fn(&str, std::time::Duration) + Send + Sync>>,
+    pub trace: Option<Trace>,
 }
 
 /// A running process container.

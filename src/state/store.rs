@@ -114,7 +114,7 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|r| std::cmp::Reverse(r.created));
         Ok(out)
     }
 

@@ -1,0 +1,195 @@
+//! Helpers for end-to-end tests that run the real `twinbox` binary.
+//!
+//! Each test gets its own state and runtime directories, so tests run in parallel
+//! without seeing each other. These tests need root (namespaces, cgroups, mounts):
+//! run as root, as CI does. Without root they fail with a message saying so.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub struct Tb {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test needs root (namespaces, cgroups, mounts): run the suite as root, as CI does"
+    );
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_twinbox")
+}
+
+impl Tb {
+    pub fn new() -> Tb {
+        require_root();
+        let dir = tempfile::Builder::new()
+            .prefix("tbtest")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Tb { dir }
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn run_root(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.env("TWINBOX_ROOT", self.root())
+            .env("TWINBOX_RUN_ROOT", self.run_root())
+            .env_remove("TWINBOX_ISOLATION")
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Run and capture.
+    pub fn out(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("spawn twinbox")
+    }
+
+    /// Run, expect success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.out(args);
+        assert!(
+            o.status.success(),
+            "twinbox {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Run with stdin data.
+    pub fn with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Expect failure with exactly one line on stderr mentioning `needle`.
+    pub fn fails(&self, args: &[&str], code: i32, needle: &str) {
+        let o = self.out(args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "twinbox {args:?}: expected exit {code}, got {:?}; stderr: {err}",
+            o.status.code()
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "twinbox {args:?}: expected one error line, got: {err}"
+        );
+        assert!(
+            err.contains(needle),
+            "twinbox {args:?}: stderr {err:?} does not mention {needle:?}"
+        );
+    }
+
+    /// Full ids of every container (any state).
+    pub fn all_ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Assert nothing of container `ids` is left: records, runtime dirs, cgroups,
+    /// mounts, processes. Use after removals and failed commands.
+    pub fn assert_clean(&self, ids: &[String]) {
+        let containers = self.root().join("containers");
+        let left: Vec<_> = std::fs::read_dir(&containers)
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "container records left behind: {left:?}");
+        let run_left: Vec<_> = std::fs::read_dir(self.run_root())
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            run_left.is_empty(),
+            "runtime files left behind: {run_left:?}"
+        );
+        for id in ids {
+            for d in cgroup_dirs(id) {
+                assert!(!d.exists(), "cgroup left behind: {}", d.display());
+            }
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.dir.path().display().to_string();
+        assert!(!mounts.contains(&root), "mounts left behind under {root}");
+        let procs = processes_mentioning(&root);
+        assert!(procs.is_empty(), "processes left behind: {procs:?}");
+    }
+}
+
+/// Every cgroup directory twinbox could have made for `id`.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            v.push(e.path().join("twinbox").join(id));
+        }
+    }
+    v.push(Path::new("/sys/fs/cgroup/twinbox").join(id));
+    v
+}
+
+/// Pids whose command line mentions `needle` (e.g. a test's state root: monitors
+/// carry it in their argv).
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let c: Vec<u8> = c
+                .into_iter()
+                .map(|b| if b == 0 { b' ' } else { b })
+                .collect();
+            if String::from_utf8_lossy(&c).contains(needle) {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}
+
+/// Poll until `f` holds (up to `secs`).
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

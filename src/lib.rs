@@ -12,3 +12,4 @@ pub mod sandbox;
 pub mod spec;
 pub mod state;
 pub mod util;
+pub mod vmm;

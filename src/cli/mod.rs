@@ -5,6 +5,7 @@ mod container;
 mod format;
 mod image;
 mod system;
+mod vm;
 
 use crate::engine::{Engine, EngineError};
 use crate::paths::{Paths, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
@@ -81,6 +82,9 @@ pub enum Command {
     Version,
     /// System-wide information
     Info,
+    /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
+    #[command(hide = true)]
+    VmBoot(vm::VmBootArgs),
     /// (internal) the per-container monitor
     #[command(hide = true)]
     Monitor {
@@ -112,6 +116,9 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     if let Command::Version = &cli.command {
         return system::version();
     }
+    if let Command::VmBoot(a) = cli.command {
+        return vm::vm_boot(a);
+    }
     let engine = Engine::open(paths)?;
     match cli.command {
         Command::Run(a) => container::run(&engine, a),
@@ -137,6 +144,6 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Images(a) => image::images(&engine, a),
         Command::Image(c) => image::image_command(&engine, c),
         Command::Info => system::info(&engine),
-        Command::Version | Command::Monitor { .. } => Ok(0),
+        Command::Version | Command::Monitor { .. } | Command::VmBoot(_) => Ok(0),
     }
 }

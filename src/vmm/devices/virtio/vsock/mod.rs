@@ -1,0 +1,231 @@
+//! virtio-vsock: host <-> guest sockets without a network, backed by unix sockets on
+//! the host (see `muxer`).
+
+mod muxer;
+pub mod packet;
+
+pub use muxer::Muxer;
+
+use super::{read_config_bytes, Activation, Interrupt, VirtioDevice, TYPE_VSOCK};
+use crate::vmm::memory::GuestMemoryMmap;
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use packet::{Header, HDR_LEN};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::{Arc, Mutex};
+use virtio_queue::{Queue, QueueT};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::EventFd;
+
+const QUEUE_SIZE: u16 = 256;
+const RX: usize = 0;
+const TX: usize = 1;
+/// Largest payload accepted from one TX packet.
+const MAX_PKT: usize = 64 * 1024;
+
+/// Take every packet the guest sent (TX queue) into the muxer.
+pub fn process_tx(q: &mut Queue, mem: &GuestMemoryMmap, m: &mut Muxer) -> Result<bool, virtio_queue::Error> {
+    let mut used = false;
+    while let Some(chain) = q.pop_descriptor_chain(mem) {
+        let head = chain.head_index();
+        let mut r = chain.reader(mem)?;
+        if let Ok(h) = r.read_obj::<Header>() {
+            let len = (h.len as usize).min(r.available_bytes()).min(MAX_PKT);
+            let mut payload = vec![0u8; len];
+            if r.read_exact(&mut payload).is_ok() {
+                m.on_guest_packet(&h, &payload);
+            }
+        }
+        q.add_used(mem, head, 0)?;
+        used = true;
+    }
+    Ok(used)
+}
+
+/// Fill the guest's RX buffers with what the muxer has for it.
+pub fn fill_rx(q: &mut Queue, mem: &GuestMemoryMmap, m: &mut Muxer) -> Result<bool, virtio_queue::Error> {
+    let mut used = false;
+    while m.has_pending() {
+        let Some(chain) = q.pop_descriptor_chain(mem) else { break };
+        let head = chain.head_index();
+        let mut w = chain.writer(mem)?;
+        let cap = w.available_bytes();
+        if cap < HDR_LEN {
+            q.add_used(mem, head, 0)?;
+            used = true;
+            continue;
+        }
+        match m.next_for_guest(cap - HDR_LEN) {
+            Some((h, data)) => {
+                let ok = w.write_obj(h).is_ok() && w.write_all(&data).is_ok();
+                q.add_used(mem, head, if ok { w.bytes_written() as u32 } else { 0 })?;
+                used = true;
+            }
+            None => {
+                // Nothing after all: give the buffer back.
+                q.set_next_avail(q.next_avail().wrapping_sub(1));
+                break;
+            }
+        }
+    }
+    Ok(used)
+}
+
+pub struct Vsock {
+    cid: u64,
+    muxer: Muxer,
+    active: Option<(Arc<GuestMemoryMmap>, Vec<Queue>, Interrupt)>,
+}
+
+impl Vsock {
+    pub fn new(cid: u64, muxer: Muxer) -> Vsock {
+        Vsock {
+            cid,
+            muxer,
+            active: None,
+        }
+    }
+
+    /// Run the queues and the muxer once; notify the guest if anything moved.
+    pub fn pump(&mut self, tx_kick: bool) {
+        let Some((mem, queues, irq)) = self.active.as_mut() else { return };
+        let mut notify = false;
+        if tx_kick {
+            if let Some(q) = queues.get_mut(TX) {
+                notify |= process_tx(q, mem, &mut self.muxer).unwrap_or(true);
+            }
+        }
+        self.muxer.accept();
+        self.muxer.on_host_ready();
+        if let Some(q) = queues.get_mut(RX) {
+            notify |= fill_rx(q, mem, &mut self.muxer).unwrap_or(true);
+        }
+        if notify {
+            irq.signal_used();
+        }
+    }
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        TYPE_VSOCK
+    }
+    fn queue_max_sizes(&self) -> Vec<u16> {
+        vec![QUEUE_SIZE; 3]
+    }
+    fn features(&self) -> u64 {
+        0
+    }
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.cid.to_le_bytes(), offset, data);
+    }
+    fn activate(&mut self, a: Activation) -> Result<(), String> {
+        if a.queues.len() != 3 {
+            return Err("vsock needs 3 queues".into());
+        }
+        self.active = Some((a.mem, a.queues, a.interrupt));
+        Ok(())
+    }
+    fn reset(&mut self) {
+        self.active = None;
+    }
+    fn is_active(&self) -> bool {
+        self.active.is_some()
+    }
+}
+
+/// Event handler: the three queue eventfds and every host-side socket.
+pub struct VsockHandler {
+    pub dev: Arc<Mutex<Vsock>>,
+    pub queue_evts: Vec<Arc<EventFd>>,
+    registered: HashMap<RawFd, EventSet>,
+}
+
+impl VsockHandler {
+    pub fn new(dev: Arc<Mutex<Vsock>>, queue_evts: Vec<Arc<EventFd>>) -> VsockHandler {
+        VsockHandler {
+            dev,
+            queue_evts,
+            registered: HashMap::new(),
+        }
+    }
+
+    /// Make epoll watch exactly what the muxer needs.
+    fn sync_interests(&mut self, ops: &mut EventOps) {
+        let wanted: Vec<(RawFd, EventSet)> = {
+            let d = self.dev.lock().unwrap_or_else(|e| e.into_inner());
+            d.muxer
+                .interests()
+                .into_iter()
+                .map(|i| {
+                    let mut s = EventSet::empty();
+                    if i.read {
+                        s |= EventSet::IN;
+                    }
+                    if i.write {
+                        s |= EventSet::OUT;
+                    }
+                    (i.fd, s)
+                })
+                .collect()
+        };
+        let wanted_fds: Vec<RawFd> = wanted.iter().map(|(f, _)| *f).collect();
+        let gone: Vec<RawFd> = self
+            .registered
+            .keys()
+            .filter(|f| !wanted_fds.contains(f))
+            .copied()
+            .collect();
+        for fd in gone {
+            // The fd may already be closed (the connection dropped): epoll forgets closed
+            // fds by itself, so a failed removal is fine.
+            let _ = ops.remove(Events::new_raw(fd, EventSet::empty()));
+            self.registered.remove(&fd);
+        }
+        for (fd, set) in wanted {
+            match self.registered.get(&fd) {
+                Some(s) if *s == set => {}
+                Some(_) => {
+                    let _ = ops.modify(Events::new_raw(fd, set));
+                    self.registered.insert(fd, set);
+                }
+                None => {
+                    if ops.add(Events::new_raw(fd, set)).is_ok() {
+                        self.registered.insert(fd, set);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl MutEventSubscriber for VsockHandler {
+    fn init(&mut self, ops: &mut EventOps) {
+        for e in &self.queue_evts {
+            let _ = ops.add(Events::new(&**e, EventSet::IN));
+        }
+        self.sync_interests(ops);
+    }
+
+    fn process(&mut self, events: Events, ops: &mut EventOps) {
+        let fd = events.fd();
+        let mut tx_kick = false;
+        for (i, e) in self.queue_evts.iter().enumerate() {
+            if e.as_raw_fd() == fd {
+                let _ = e.read();
+                tx_kick = i == TX;
+            }
+        }
+        self.dev
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pump(tx_kick || fd >= 0);
+        self.sync_interests(ops);
+    }
+}
+
+/// For callers that want to write to a vsock host socket in tests.
+pub fn write_line(s: &mut impl Write, line: &str) -> std::io::Result<()> {
+    s.write_all(line.as_bytes())
+}

@@ -1,0 +1,485 @@
+//! Building and running one microVM: the boot recipe, step by step, and the handle the
+//! monitor drives (wait, pause, resume, power off).
+
+use super::boot::{self, cmdline::MmioSlot, EntryMode};
+use super::bus::Bus;
+use super::devices::boot_timer::BootTimer;
+use super::devices::i8042::I8042;
+use super::devices::serial::SerialDevice;
+use super::devices::virtio::block::{Block, BlockHandler};
+use super::devices::virtio::mmio::MmioTransport;
+use super::devices::virtio::net::{self, Net, NetHandler};
+use super::devices::virtio::vsock::{Muxer, Vsock, VsockHandler};
+use super::devices::virtio::{Interrupt, VirtioDevice};
+use super::event_loop::{EventLoop, Subscriber};
+use super::exit::Action;
+use super::layout::*;
+use super::memory::{self, GuestMemoryMmap};
+use super::vcpu::{self, Control, VcpuEnd};
+use super::VmmError;
+use kvm_bindings::{kvm_pit_config, Msrs, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::{Cap, IoEventAddress, Kvm, VmFd};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use vmm_sys_util::eventfd::EventFd;
+
+pub struct VmDisk {
+    pub path: PathBuf,
+    pub read_only: bool,
+    /// Serial the guest reads with GET_ID (max 20 bytes).
+    pub id: String,
+}
+
+pub struct VmNet {
+    pub tap: String,
+    pub mac: [u8; 6],
+}
+
+pub struct VmVsock {
+    pub cid: u64,
+    /// Unix socket path prefix: guest port P connects to `<base>_P`; host processes
+    /// connect to `<base>` with `CONNECT P`.
+    pub uds_base: PathBuf,
+}
+
+/// Called as each boot step completes: (step, duration).
+pub type Trace = Box<dyn Fn(&str, Duration) + Send + Sync>;
+
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Appended to the base command line.
+    pub cmdline: String,
+    pub mem_bytes: u64,
+    pub vcpus: u8,
+    pub disks: Vec<VmDisk>,
+    pub net: Option<VmNet>,
+    pub vsock: Option<VmVsock>,
+    /// Where the guest's serial console goes.
+    pub console: Box<dyn Write + Send>,
+    /// Pass `quiet` to the kernel.
+    pub quiet: bool,
+    pub trace: Option<Trace>,
+}
+
+/// When things happened during boot.
+#[derive(Clone)]
+pub struct BootTimes {
+    /// Just before KVM_CREATE_VM.
+    pub start: Instant,
+    /// Host-side set-up steps and their durations.
+    pub steps: Vec<(String, Duration)>,
+    /// When the first KVM_RUN was issued.
+    pub first_run: Instant,
+    /// When the guest agent wrote the boot-timer port.
+    pub agent: Arc<Mutex<Option<Instant>>>,
+}
+
+impl BootTimes {
+    /// Host-side set-up: VM creation to the first KVM_RUN.
+    pub fn setup(&self) -> Duration {
+        self.first_run - self.start
+    }
+    /// First KVM_RUN to the agent's boot-timer write, if it happened.
+    pub fn guest_boot(&self) -> Option<Duration> {
+        self.agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.saturating_duration_since(self.first_run))
+    }
+}
+
+/// How a microVM ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmEnd {
+    /// The guest shut down or rebooted.
+    Shutdown,
+    /// Powered off by the VMM.
+    Stopped,
+    /// KVM reported an internal error (emulation failure on a PVM host).
+    InternalError { suberror: u32 },
+    FailEntry(u64),
+    Crashed(String),
+}
+
+pub struct Vm {
+    // Field order matters for drop: threads and devices go before the VM fd and memory.
+    ctl: Arc<Control>,
+    threads: Vec<JoinHandle<()>>,
+    ended: Mutex<Receiver<VcpuEnd>>,
+    event_loop: EventLoop,
+    _pio: Arc<Bus>,
+    _mmio: Arc<Bus>,
+    _vm: VmFd,
+    _kvm: Kvm,
+    _mem: Arc<GuestMemoryMmap>,
+    pub boot: BootTimes,
+}
+
+struct Step<'a> {
+    trace: &'a Option<Trace>,
+    steps: Vec<(String, Duration)>,
+    t: Instant,
+}
+
+impl Step<'_> {
+    fn done(&mut self, name: &str) {
+        let d = self.t.elapsed();
+        if let Some(f) = self.trace {
+            f(name, d);
+        }
+        self.steps.push((name.to_string(), d));
+        self.t = Instant::now();
+    }
+}
+
+const REQUIRED_CAPS: &[(Cap, &str)] = &[
+    (Cap::Irqchip, "KVM_CAP_IRQCHIP"),
+    (Cap::UserMemory, "KVM_CAP_USER_MEMORY"),
+    (Cap::SetTssAddr, "KVM_CAP_SET_TSS_ADDR"),
+    (Cap::Ioeventfd, "KVM_CAP_IOEVENTFD"),
+    (Cap::Irqfd, "KVM_CAP_IRQFD"),
+    (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
+];
+
+impl Vm {
+    /// The boot recipe: kvm -> vm -> memory -> kernel -> boot params -> devices ->
+    /// vcpus -> run.
+    pub fn start(cfg: VmConfig) -> Result<Vm, VmmError> {
+        if cfg.vcpus == 0 || cfg.vcpus > boot::mptable::MAX_CPUS {
+            return Err(VmmError::Config(format!("{} vCPUs", cfg.vcpus)));
+        }
+        if cfg.mem_bytes < (32 << 20) {
+            return Err(VmmError::Config("at least 32 MiB of guest memory".into()));
+        }
+        let start = Instant::now();
+        let mut step = Step {
+            trace: &cfg.trace,
+            steps: Vec::new(),
+            t: start,
+        };
+
+        let (kvm, vm) = create_vm()?;
+        step.done("KVM_CREATE_VM");
+
+        let mem = Arc::new(memory::create(cfg.mem_bytes)?);
+        memory::register(&vm, &mem)?;
+        step.done("guest memory");
+
+        let entry = boot::loader::load_kernel(&mem, &cfg.kernel)?;
+        let initrd = match &cfg.initrd {
+            Some(p) => {
+                let data = std::fs::read(p)
+                    .map_err(|e| VmmError::Kernel(format!("initramfs {}: {e}", p.display())))?;
+                let (addr, size) = boot::loader::load_initrd(&mem, &data, entry.kernel_end)?;
+                Some(boot::params::Initrd { addr, size })
+            }
+            None => None,
+        };
+        step.done("kernel load");
+
+        let mut pio = Bus::new();
+        let mut mmio = Bus::new();
+        let mut subscribers: Vec<Subscriber> = Vec::new();
+        let timer = BootTimer::default();
+        let agent_time = timer.at.clone();
+        add_legacy_devices(&vm, &mut pio, cfg.console, timer)?;
+        let mut slots = Vec::new();
+        let mut next = 0u64;
+        let mut alloc_slot = || {
+            let s = MmioSlot {
+                base: MMIO_START + next * MMIO_SLOT,
+                irq: VIRTIO_IRQ_BASE + next as u32,
+            };
+            next += 1;
+            s
+        };
+        for d in &cfg.disks {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(!d.read_only)
+                .open(&d.path)
+                .map_err(|e| VmmError::Device(format!("disk {}: {e}", d.path.display())))?;
+            let dev = Arc::new(Mutex::new(Block::new(f, d.read_only, &d.id)));
+            let slot = alloc_slot();
+            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
+            subscribers.push(Box::new(BlockHandler {
+                dev,
+                queue_evt: evts[0].clone(),
+            }));
+            slots.push(slot);
+        }
+        if let Some(n) = &cfg.net {
+            let tap = net::open_tap(&n.tap)
+                .map_err(|e| VmmError::Device(format!("tap {}: {e}", n.tap)))?;
+            let dev = Net::new(tap, n.mac);
+            let tap_fd = dev.tap_fd();
+            let dev = Arc::new(Mutex::new(dev));
+            let slot = alloc_slot();
+            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
+            subscribers.push(Box::new(NetHandler {
+                dev,
+                queue_evts: evts,
+                tap_fd,
+            }));
+            slots.push(slot);
+        }
+        if let Some(v) = &cfg.vsock {
+            let muxer = Muxer::new(v.cid, v.uds_base.clone(), true)
+                .map_err(|e| VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display())))?;
+            let dev = Arc::new(Mutex::new(Vsock::new(v.cid, muxer)));
+            let slot = alloc_slot();
+            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
+            subscribers.push(Box::new(VsockHandler::new(dev, evts)));
+            slots.push(slot);
+        }
+        if slots.iter().any(|s| s.irq > IRQ_MAX) {
+            return Err(VmmError::Config("too many devices".into()));
+        }
+        step.done("devices");
+
+        let cmdline = boot::cmdline::build(&cfg.cmdline, &slots, cfg.quiet)?;
+        linux_loader::loader::load_cmdline(&*mem, vm_memory::GuestAddress(CMDLINE_START), &cmdline)
+            .map_err(|e| VmmError::Cmdline(e.to_string()))?;
+        let cmdline_len = cmdline
+            .as_cstring()
+            .map_err(|e| VmmError::Cmdline(e.to_string()))?
+            .as_bytes_with_nul()
+            .len();
+        let zero_page = match entry.mode {
+            EntryMode::Pvh => {
+                boot::params::write_pvh(&mem, initrd)?;
+                0
+            }
+            EntryMode::Linux64 => boot::params::write_zero_page(&mem, cmdline_len, initrd, None)?,
+        };
+        boot::mptable::write(&mem, cfg.vcpus)?;
+        boot::regs::write_tables(&mem, entry.mode)?;
+        step.done("boot parameters");
+
+        let supported = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+        let msr_entries = boot::msrs::boot_entries();
+        let msrs = Msrs::from_entries(&msr_entries)
+            .map_err(|e| VmmError::Config(format!("MSRs: {e:?}")))?;
+        let mut vcpus = Vec::new();
+        for id in 0..cfg.vcpus {
+            let v = vm
+                .create_vcpu(u64::from(id))
+                .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+            let cpuid = boot::cpuid::for_vcpu(&supported, id, cfg.vcpus, tsc_deadline);
+            v.set_cpuid2(&cpuid).map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+            v.set_msrs(&msrs).map_err(VmmError::kvm("KVM_SET_MSRS"))?;
+            boot::regs::setup(&v, entry.entry, entry.mode, zero_page, id == 0)?;
+            vcpus.push(v);
+        }
+        step.done("vCPUs");
+
+        let event_loop = EventLoop::start(subscribers)?;
+        let pio = Arc::new(pio);
+        let mmio = Arc::new(mmio);
+        let ctl = Control::new();
+        let (tx, rx) = channel();
+        let first_run = Instant::now();
+        let mut threads = Vec::new();
+        for (id, v) in vcpus.into_iter().enumerate() {
+            threads.push(vcpu::spawn(
+                id as u8,
+                v,
+                pio.clone(),
+                mmio.clone(),
+                ctl.clone(),
+                tx.clone(),
+            )?);
+        }
+        step.done("start vCPU threads");
+        Ok(Vm {
+            ctl,
+            threads,
+            ended: Mutex::new(rx),
+            event_loop,
+            _pio: pio,
+            _mmio: mmio,
+            _vm: vm,
+            _kvm: kvm,
+            _mem: mem,
+            boot: BootTimes {
+                start,
+                steps: step.steps,
+                first_run,
+                agent: agent_time,
+            },
+        })
+    }
+
+    /// Block until the guest ends (or `timeout`); then every vCPU is stopped.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<VmEnd> {
+        let rx = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let end = match timeout {
+            Some(t) => rx.recv_timeout(t).ok()?,
+            None => rx.recv().ok()?,
+        };
+        let stopped_by_us = self
+            .ctl
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stop;
+        self.halt_all();
+        Some(match end.action {
+            _ if stopped_by_us => VmEnd::Stopped,
+            Action::Shutdown => VmEnd::Shutdown,
+            Action::InternalError => VmEnd::InternalError {
+                suberror: end.suberror.unwrap_or(0),
+            },
+            Action::FailEntry(r) => VmEnd::FailEntry(r),
+            Action::Unexpected(s) => VmEnd::Crashed(s),
+            Action::Continue => VmEnd::Crashed("vCPU returned".into()),
+        })
+    }
+
+    fn halt_all(&self) {
+        {
+            let mut g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.stop = true;
+            self.ctl.cv.notify_all();
+        }
+        for t in &self.threads {
+            vcpu::kick(t);
+        }
+        self.event_loop.stop();
+    }
+
+    /// Power the VM off now.
+    pub fn power_off(&self) {
+        {
+            let mut g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+            g.stop = true;
+            self.ctl.cv.notify_all();
+        }
+        for t in &self.threads {
+            vcpu::kick(t);
+        }
+    }
+
+    /// Stop every vCPU; returns when all are parked.
+    pub fn pause(&self) -> Result<(), VmmError> {
+        let mut g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.paused = true;
+        drop(g);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            for t in &self.threads {
+                vcpu::kick(t);
+            }
+            let g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+            if g.parked >= self.threads.len() || g.stop {
+                return Ok(());
+            }
+            let (g, _) = self
+                .ctl
+                .cv
+                .wait_timeout(g, Duration::from_millis(20))
+                .unwrap_or_else(|e| e.into_inner());
+            if g.parked >= self.threads.len() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(VmmError::Device("the vCPUs did not stop".into()));
+            }
+        }
+    }
+
+    pub fn resume(&self) {
+        let mut g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
+        g.paused = false;
+        self.ctl.cv.notify_all();
+    }
+
+    pub fn vcpu_count(&self) -> usize {
+        self.threads.len()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.halt_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn create_vm() -> Result<(Kvm, VmFd), VmmError> {
+    let kvm = Kvm::new().map_err(|e| VmmError::NoKvm(e.to_string()))?;
+    for (cap, name) in REQUIRED_CAPS {
+        if !kvm.check_extension(*cap) {
+            return Err(VmmError::MissingCap(name));
+        }
+    }
+    let vm = kvm.create_vm().map_err(VmmError::kvm("KVM_CREATE_VM"))?;
+    vm.set_tss_address(KVM_TSS_ADDRESS)
+        .map_err(VmmError::kvm("KVM_SET_TSS_ADDR"))?;
+    vm.create_irq_chip()
+        .map_err(VmmError::kvm("KVM_CREATE_IRQCHIP"))?;
+    vm.create_pit2(kvm_pit_config {
+        flags: KVM_PIT_SPEAKER_DUMMY,
+        ..Default::default()
+    })
+    .map_err(VmmError::kvm("KVM_CREATE_PIT2"))?;
+    Ok((kvm, vm))
+}
+
+fn add_legacy_devices(
+    vm: &VmFd,
+    pio: &mut Bus,
+    console: Box<dyn Write + Send>,
+    timer: BootTimer,
+) -> Result<(), VmmError> {
+    let irq = EventFd::new(libc::EFD_NONBLOCK)?;
+    vm.register_irqfd(&irq, SERIAL_IRQ)
+        .map_err(VmmError::kvm("KVM_IRQFD (serial)"))?;
+    let serial = SerialDevice::new(irq, console);
+    pio.insert(u64::from(SERIAL_PORT), 8, Arc::new(Mutex::new(serial)))
+        .map_err(VmmError::Device)?;
+    pio.insert(u64::from(I8042_PORT), 5, Arc::new(Mutex::new(I8042)))
+        .map_err(VmmError::Device)?;
+    pio.insert(u64::from(BOOT_TIMER_PORT), 1, Arc::new(Mutex::new(timer)))
+        .map_err(VmmError::Device)?;
+    Ok(())
+}
+
+/// Put a virtio device on the MMIO bus at `slot`: irqfd, one ioeventfd per queue.
+fn add_virtio<D: VirtioDevice + 'static>(
+    vm: &VmFd,
+    mem: &Arc<GuestMemoryMmap>,
+    mmio: &mut Bus,
+    slot: MmioSlot,
+    dev: Arc<Mutex<D>>,
+) -> Result<Vec<Arc<EventFd>>, VmmError> {
+    let n = dev
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .queue_max_sizes()
+        .len();
+    let mut evts = Vec::new();
+    for i in 0..n {
+        let e = EventFd::new(libc::EFD_NONBLOCK)?;
+        vm.register_ioevent(&e, &IoEventAddress::Mmio(slot.base + 0x50), i as u32)
+            .map_err(VmmError::kvm("KVM_IOEVENTFD"))?;
+        evts.push(Arc::new(e));
+    }
+    let irq = EventFd::new(libc::EFD_NONBLOCK)?;
+    vm.register_irqfd(&irq, slot.irq)
+        .map_err(VmmError::kvm("KVM_IRQFD"))?;
+    let transport = MmioTransport::new(dev, mem.clone(), Interrupt::new(irq), evts.clone());
+    mmio.insert(slot.base, MMIO_SLOT, Arc::new(Mutex::new(transport)))
+        .map_err(VmmError::Device)?;
+    Ok(evts)
+}

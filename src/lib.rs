@@ -5,6 +5,7 @@ pub mod archive;
 pub mod cli;
 pub mod engine;
 pub mod image;
+pub mod lab;
 pub mod monitor;
 pub mod paths;
 pub mod process;

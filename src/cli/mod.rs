@@ -4,6 +4,7 @@
 mod container;
 mod format;
 mod image;
+mod lab;
 mod system;
 mod vm;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Version,
     /// System-wide information
     Info,
+    /// Run twinbox in an emulated machine with AMD-V (for hosts whose KVM cannot run a standard guest)
+    Lab(lab::LabArgs),
     /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
     #[command(hide = true)]
     VmBoot(vm::VmBootArgs),
@@ -116,11 +119,14 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     if let Command::Version = &cli.command {
         return system::version();
     }
-    if let Command::VmBoot(a) = cli.command {
-        return vm::vm_boot(a);
-    }
+    let command = cli.command;
+    let command = match command {
+        Command::VmBoot(a) => return vm::vm_boot(a),
+        Command::Lab(a) => return lab::lab(a),
+        other => other,
+    };
     let engine = Engine::open(paths)?;
-    match cli.command {
+    match command {
         Command::Run(a) => container::run(&engine, a),
         Command::Create(a) => container::create(&engine, a),
         Command::Start(a) => container::start(&engine, a),
@@ -144,6 +150,6 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Images(a) => image::images(&engine, a),
         Command::Image(c) => image::image_command(&engine, c),
         Command::Info => system::info(&engine),
-        Command::Version | Command::Monitor { .. } | Command::VmBoot(_) => Ok(0),
+        Command::Version | Command::Monitor { .. } | Command::VmBoot(_) | Command::Lab(_) => Ok(0),
     }
 }

@@ -1,0 +1,321 @@
+//! `twinbox lab`: run twinbox inside an emulated machine that has AMD-V.
+//!
+//! Hosts whose /dev/kvm cannot run a standard guest (PVM, see LAB.md) can still run the
+//! vm backend for real: qemu's TCG emulates an x86 machine with SVM and nested paging
+//! (L1); L1 boots Debian's cloud kernel, loads kvm_amd, and runs twinbox, whose VMM then
+//! uses L1's /dev/kvm. Timings in the lab are emulated: good for correctness and for
+//! ratios between runs in the same lab, not for absolute numbers.
+
+mod assets;
+
+use crate::util::cpio::CpioWriter;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum LabError {
+    #[error("{0}")]
+    Tool(String),
+    #[error("qemu-system-x86_64 was not found: install it (scripts/setup.sh does)")]
+    NoQemu,
+    #[error("no guest kernel found: build it with kernel-config/build.sh (scripts/setup.sh does), or set TWINBOX_KERNEL")]
+    NoGuestKernel,
+    #[error("the lab machine did not finish within {0} s")]
+    Timeout(u64),
+    #[error("the lab machine stopped without reporting an exit code (its console: {0})")]
+    NoExit(String),
+}
+
+/// What to run in the lab.
+pub struct LabRun {
+    /// `twinbox ARGS…`, or a shell script (with twinbox on PATH).
+    pub what: LabCommand,
+    pub cpu: String,
+    pub mem_mib: u64,
+    pub smp: u8,
+    pub timeout: u64,
+    /// Show L1's console on stderr.
+    pub console: bool,
+    pub cache: PathBuf,
+}
+
+pub enum LabCommand {
+    Args(Vec<String>),
+    Script(String),
+}
+
+/// The default cache directory for expensive artifacts.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("TWINBOX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/twinbox"))
+}
+
+/// Find the guest kernel: $TWINBOX_KERNEL, or the newest build in the cache.
+pub fn guest_kernel(cache: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TWINBOX_KERNEL") {
+        return Some(PathBuf::from(p));
+    }
+    let p = cache.join("kernel/current/vmlinux");
+    p.exists().then_some(p)
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+const L1_INIT: &str = r#"#!/bin/busybox sh
+# L1 /init: mount, load modules, run the command, report its exit code, power off.
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /dev/pts /dev/shm /tmp /run /var/lib /sys/fs/cgroup
+mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+for m in $(cat /lab/modules.order); do insmod /lab/modules/$m.ko 2>/dev/null || echo "lab: insmod $m failed"; done
+ip link set lo up
+stty -F /dev/ttyS1 raw -echo 2>/dev/null
+stty -F /dev/ttyS2 raw -echo 2>/dev/null
+export TWINBOX_KERNEL=/lab/vmlinux TWINBOX_ROOT=/var/lib/twinbox TWINBOX_RUN_ROOT=/run/twinbox HOME=/root
+[ -c /dev/kvm ] || echo "lab: no /dev/kvm in L1"
+cd /tmp
+sh /lab/cmd.sh </dev/null >/dev/ttyS1 2>/dev/ttyS2
+echo "TWINBOX-LAB-EXIT=$?" >/dev/ttyS0
+sync
+poweroff -f
+"#;
+
+/// The part of L1's initramfs that rarely changes, cached by content.
+fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
+    let l1 = assets::l1_kernel(cache)?;
+    let busybox = PathBuf::from("/bin/busybox");
+    let mkfs = ["/sbin/mkfs.ext4", "/usr/sbin/mkfs.ext4"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .ok_or_else(|| LabError::Tool("mkfs.ext4 not found: install e2fsprogs".into()))?;
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    files.push((busybox.clone(), "bin/busybox".into()));
+    for f in assets::program_with_libs(&mkfs)? {
+        let dest = if f == mkfs {
+            "sbin/mkfs.ext4".to_string()
+        } else {
+            f.display().to_string().trim_start_matches('/').to_string()
+        };
+        files.push((f, dest));
+    }
+    files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
+    for m in &l1.modules {
+        let name = m.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        files.push((m.clone(), format!("lab/modules/{name}")));
+    }
+    // Key: everything that goes in.
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(l1.version.as_bytes());
+    h.update(L1_INIT.as_bytes());
+    for (src, dest) in &files {
+        let meta = std::fs::metadata(src).map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
+        h.update(dest.as_bytes());
+        h.update(meta.len().to_le_bytes());
+        h.update(
+            meta.modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+                .to_le_bytes(),
+        );
+    }
+    let key = hex::encode(&h.finalize()[..8]);
+    let out = cache.join("lab").join(format!("base-{key}.cpio"));
+    if out.exists() {
+        return Ok(out);
+    }
+    std::fs::create_dir_all(cache.join("lab")).map_err(|e| LabError::Tool(e.to_string()))?;
+    let tmp = out.with_extension("tmp");
+    let f = std::fs::File::create(&tmp).map_err(|e| LabError::Tool(e.to_string()))?;
+    let mut w = CpioWriter::new(std::io::BufWriter::new(f));
+    let err = |e: std::io::Error| LabError::Tool(format!("writing the lab image: {e}"));
+    let mut dirs = BTreeDirs::default();
+    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lab", "lab/modules", "proc", "sys", "dev", "root", "etc"] {
+        dirs.add(&mut w, d).map_err(err)?;
+    }
+    for (src, dest) in &files {
+        if let Some(parent) = Path::new(dest).parent() {
+            dirs.add(&mut w, &parent.display().to_string()).map_err(err)?;
+        }
+        let data = std::fs::read(src).map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
+        w.file(dest, 0o755, &data).map_err(err)?;
+    }
+    let order: Vec<String> = l1
+        .modules
+        .iter()
+        .map(|m| m.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+        .collect();
+    w.file("lab/modules.order", 0o644, order.join("\n").as_bytes()).map_err(err)?;
+    w.file("init", 0o755, L1_INIT.as_bytes()).map_err(err)?;
+    w.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n").map_err(err)?;
+    w.finish().map_err(err)?;
+    std::fs::rename(&tmp, &out).map_err(|e| LabError::Tool(e.to_string()))?;
+    Ok(out)
+}
+
+/// Directories already written to a cpio (each once, parents first).
+#[derive(Default)]
+struct BTreeDirs(std::collections::BTreeSet<String>);
+
+impl BTreeDirs {
+    fn add<W: Write>(&mut self, w: &mut CpioWriter<W>, dir: &str) -> std::io::Result<()> {
+        let mut cur = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            if !cur.is_empty() {
+                cur.push('/');
+            }
+            cur.push_str(part);
+            if self.0.insert(cur.clone()) {
+                w.dir(&cur, 0o755)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// twinbox's own binaries (static) and the command, appended as a second archive.
+fn run_image(path: &Path, what: &LabCommand) -> Result<(), LabError> {
+    let exe = std::env::current_exe().map_err(|e| LabError::Tool(e.to_string()))?;
+    let agent = exe.with_file_name("twinbox-agent");
+    let f = std::fs::File::create(path).map_err(|e| LabError::Tool(e.to_string()))?;
+    let mut w = CpioWriter::new(std::io::BufWriter::new(f));
+    let err = |e: std::io::Error| LabError::Tool(format!("writing the lab image: {e}"));
+    w.file(
+        "bin/twinbox",
+        0o755,
+        &std::fs::read(&exe).map_err(|e| LabError::Tool(e.to_string()))?,
+    )
+    .map_err(err)?;
+    if agent.exists() {
+        w.file(
+            "bin/twinbox-agent",
+            0o755,
+            &std::fs::read(&agent).map_err(|e| LabError::Tool(e.to_string()))?,
+        )
+        .map_err(err)?;
+    }
+    let script = match what {
+        LabCommand::Args(a) => format!(
+            "exec twinbox {}\n",
+            a.iter().map(|s| shell_quote(s)).collect::<Vec<_>>().join(" ")
+        ),
+        LabCommand::Script(s) => s.clone(),
+    };
+    w.file("lab/cmd.sh", 0o755, script.as_bytes()).map_err(err)?;
+    w.finish().map_err(err)?;
+    Ok(())
+}
+
+/// Run in the lab; relays stdout/stderr and returns the command's exit code.
+pub fn run(r: &LabRun) -> Result<i32, LabError> {
+    let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
+    let kernel = guest_kernel(&r.cache).ok_or(LabError::NoGuestKernel)?;
+    let base = base_image(&r.cache, &kernel)?;
+    let l1 = assets::l1_kernel(&r.cache)?;
+    let work = tempfile::Builder::new()
+        .prefix("twinbox-lab")
+        .tempdir()
+        .map_err(|e| LabError::Tool(e.to_string()))?;
+    let extra = work.path().join("run.cpio");
+    run_image(&extra, &r.what)?;
+    // The kernel unpacks concatenated archives in order.
+    let initrd = work.path().join("l1.cpio");
+    {
+        let mut out = std::fs::File::create(&initrd).map_err(|e| LabError::Tool(e.to_string()))?;
+        for part in [&base, &extra] {
+            let mut f = std::fs::File::open(part).map_err(|e| LabError::Tool(e.to_string()))?;
+            std::io::copy(&mut f, &mut out).map_err(|e| LabError::Tool(e.to_string()))?;
+        }
+    }
+    let console = work.path().join("console.log");
+    let stdout = work.path().join("stdout");
+    let stderr = work.path().join("stderr");
+    let mut child = Command::new(qemu)
+        .args(["-M", "q35", "-accel", "tcg", "-cpu", &r.cpu])
+        .args(["-m", &r.mem_mib.to_string(), "-smp", &r.smp.to_string()])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", stdout.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", stderr.display()))
+        .arg("-kernel")
+        .arg(&l1.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| LabError::Tool(format!("qemu: {e}")))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(r.timeout);
+    let status = loop {
+        if let Some(s) = child.try_wait().map_err(|e| LabError::Tool(e.to_string()))? {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = std::fs::read(&stdout).unwrap_or_default();
+    let err = std::fs::read(&stderr).unwrap_or_default();
+    let _ = std::io::stdout().write_all(&out);
+    let _ = std::io::stderr().write_all(&err);
+    let log = std::fs::read_to_string(&console).unwrap_or_default();
+    if r.console {
+        eprintln!("--- lab console ---\n{log}--- end of lab console ---");
+    }
+    if status.is_none() {
+        return Err(LabError::Timeout(r.timeout));
+    }
+    let code = log
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TWINBOX-LAB-EXIT="))
+        .and_then(|c| c.trim().parse::<i32>().ok());
+    match code {
+        Some(c) => Ok(c),
+        None => {
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            Err(LabError::NoExit(tail.join(" | ")))
+        }
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_survives_spaces_and_quotes() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}

@@ -5,10 +5,22 @@
 //! if the destination is an existing directory, the entry lands inside it; otherwise
 //! the top entry is renamed to the destination's name in its parent directory.
 
-use crate::image::unpack::safe_relative;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
+
+/// Clean a tar path: relative, no `..`, no root. Returns None if it would escape.
+pub fn safe_relative(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
 
 /// Tar `src` onto `out`, its top entry named like `src`'s last component.
 pub fn pack(src: &Path, out: &mut dyn Write) -> io::Result<()> {

@@ -4,8 +4,10 @@
 pub mod archive;
 pub mod cli;
 pub mod engine;
+pub mod guest;
 pub mod image;
 pub mod lab;
+pub mod launch;
 pub mod monitor;
 pub mod paths;
 pub mod process;

@@ -130,7 +130,7 @@ fn capabilities_and_masked_paths_match_docker() {
         "run", "--rm", "busybox", "sh", "-c",
         "grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; cat /proc/kcore | wc -c; echo x > /proc/sysrq-trigger 2>/dev/null && echo writable || echo readonly; touch /sys/x 2>/dev/null && echo syswritable || echo sysro",
     ]);
-    let want_mask = twinbox::process::caps::default_mask();
+    let want_mask = twinbox::launch::caps::default_mask();
     assert!(out.contains(&format!("CapEff:\t{want_mask:016x}")), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     let lines: Vec<&str> = out.lines().collect();

@@ -1,6 +1,5 @@
-//! The guest agent (PID 1 in a twinbox microVM). Built in the vm issue.
+//! The guest agent binary: PID 1 inside a twinbox microVM (see `twinbox::guest::agent`).
 
 fn main() {
-    eprintln!("twinbox-agent: not built yet");
-    std::process::exit(1);
+    twinbox::guest::agent::main();
 }

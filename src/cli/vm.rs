@@ -62,7 +62,10 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         vcpus: a.cpus,
         disks,
         net: None,
-        vsock: a.vsock.map(|p| VmVsock { cid: 3, uds_base: p }),
+        vsock: a.vsock.map(|p| VmVsock {
+            cid: 3,
+            uds_base: p,
+        }),
         console: Box::new(std::io::stderr()),
         quiet: a.quiet,
         trace: None,
@@ -86,7 +89,9 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         }
         Some(VmEnd::InternalError { suberror }) => {
             if crate::vmm::is_pvm_host() {
-                Err(EngineError::Invalid(crate::vmm::VmmError::PvmHost.to_string()))
+                Err(EngineError::Invalid(
+                    crate::vmm::VmmError::PvmHost.to_string(),
+                ))
             } else {
                 Err(EngineError::Invalid(format!(
                     "KVM internal error (suberror {suberror}): KVM could not emulate the guest"

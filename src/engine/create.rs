@@ -89,6 +89,12 @@ impl Engine {
             Some(n) => n.parse().map_err(EngineError::Invalid)?,
             None => NetworkMode::None,
         };
+        let isolation = o.isolation.unwrap_or_default();
+        if isolation == Isolation::Vm && network == NetworkMode::Host {
+            return Err(EngineError::Invalid(
+                "--network host cannot be used with --isolation vm: a microVM has its own network stack".into(),
+            ));
+        }
         if let Some(n) = &o.name {
             if !ids::valid_name(n) {
                 return Err(EngineError::Invalid(format!(
@@ -182,7 +188,7 @@ impl Engine {
                 cpus: o.cpus,
                 pids_limit: o.pids_limit,
             },
-            isolation: o.isolation.unwrap_or_default(),
+            isolation,
         };
         let rec = ContainerRecord {
             id: id.clone(),
@@ -198,13 +204,24 @@ impl Engine {
             auto_remove: o.auto_remove,
             restart_count: 0,
             state: ContainerState::default(),
+            vm: None,
         };
         self.store.insert(&rec)?;
-        if let Err(e) = self.write_etc_files(&rec) {
-            let _ = self.store.remove(&id);
-            return Err(e);
+        let finish = || -> Result<ContainerRecord, EngineError> {
+            self.write_etc_files(&rec)?;
+            if isolation == Isolation::Vm {
+                let files = self.prepare_vm(&id, &image)?;
+                return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
+            }
+            Ok(rec.clone())
+        };
+        match finish() {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                let _ = self.store.remove(&id);
+                Err(e)
+            }
         }
-        Ok(rec)
     }
 
     /// /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.

@@ -7,6 +7,7 @@ mod io;
 mod lifecycle;
 mod query;
 mod user;
+mod vmfiles;
 
 pub use create::CreateOptions;
 pub use io::{CopyTarget, ExecOptions, LogOptions};

@@ -165,8 +165,8 @@ impl Engine {
                 "PidsLimit": r.spec.resources.pids_limit,
                 "Isolation": r.spec.isolation.to_string(),
                 "CapAdd": serde_json::Value::Null,
-                "ReadonlyPaths": crate::process::rootfs::READONLY,
-                "MaskedPaths": crate::process::rootfs::MASKED,
+                "ReadonlyPaths": crate::launch::rootfs::READONLY,
+                "MaskedPaths": crate::launch::rootfs::MASKED,
             },
             "GraphDriver": {
                 "Name": "overlay",

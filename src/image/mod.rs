@@ -2,6 +2,7 @@
 //! index, and layers unpacked once and shared read-only between containers.
 
 mod builtin;
+pub mod ext4;
 mod reference;
 mod store;
 pub mod unpack;

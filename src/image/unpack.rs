@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -44,18 +44,7 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Clean a tar path: relative, no `..`, no root. Returns None if it would escape.
-pub fn safe_relative(path: &Path) -> Option<PathBuf> {
-    let mut out = PathBuf::new();
-    for c in path.components() {
-        match c {
-            Component::Normal(p) => out.push(p),
-            Component::CurDir => {}
-            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
-        }
-    }
-    Some(out)
-}
+pub use crate::archive::safe_relative;
 
 /// Fail if any existing ancestor of `rel` under `root` is a symlink.
 fn check_parents(root: &Path, rel: &Path) -> Result<(), UnpackError> {

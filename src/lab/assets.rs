@@ -8,7 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Modules L1 loads, in an order that satisfies dependencies (resolved below).
-const WANTED_MODULES: &[&str] = &["irqbypass", "kvm", "kvm-amd", "overlay", "tun", "veth", "bridge"];
+const WANTED_MODULES: &[&str] = &[
+    "irqbypass",
+    "kvm",
+    "kvm-amd",
+    "overlay",
+    "tun",
+    "veth",
+    "bridge",
+];
 
 pub struct L1Kernel {
     pub vmlinuz: PathBuf,
@@ -40,14 +48,20 @@ fn cloud_kernel_package() -> Result<(String, String), LabError> {
         String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
             l.trim()
                 .strip_prefix("Depends: ")
-                .filter(|p| p.starts_with("linux-image-") && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit()))
+                .filter(|p| {
+                    p.starts_with("linux-image-")
+                        && p.chars().nth(12).is_some_and(|c| c.is_ascii_digit())
+                })
                 .map(String::from)
         })
     };
     let pkg = match resolve() {
         Some(p) => p,
         None => {
-            run(Command::new("apt-get").args(["update", "-qq"]), "apt-get update")?;
+            run(
+                Command::new("apt-get").args(["update", "-qq"]),
+                "apt-get update",
+            )?;
             resolve().ok_or_else(|| {
                 LabError::Tool("cannot resolve linux-image-cloud-amd64 to a kernel package".into())
             })?
@@ -139,8 +153,9 @@ pub fn l1_kernel(cache: &Path) -> Result<L1Kernel, LabError> {
             if !seen.insert(key.clone()) {
                 return Ok(());
             }
-            let ko = find_module(mods, name)
-                .ok_or_else(|| LabError::Tool(format!("module {name} not in the kernel package")))?;
+            let ko = find_module(mods, name).ok_or_else(|| {
+                LabError::Tool(format!("module {name} not in the kernel package"))
+            })?;
             for d in module_deps(&ko)? {
                 visit(&d, mods, seen, order)?;
             }

@@ -113,7 +113,11 @@ fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
     }
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
     for m in &l1.modules {
-        let name = m.file_name().unwrap_or_default().to_string_lossy().into_owned();
+        let name = m
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
         files.push((m.clone(), format!("lab/modules/{name}")));
     }
     // Key: everything that goes in.
@@ -122,7 +126,8 @@ fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
     h.update(l1.version.as_bytes());
     h.update(L1_INIT.as_bytes());
     for (src, dest) in &files {
-        let meta = std::fs::metadata(src).map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
+        let meta = std::fs::metadata(src)
+            .map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
         h.update(dest.as_bytes());
         h.update(meta.len().to_le_bytes());
         h.update(
@@ -145,24 +150,45 @@ fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
     let mut w = CpioWriter::new(std::io::BufWriter::new(f));
     let err = |e: std::io::Error| LabError::Tool(format!("writing the lab image: {e}"));
     let mut dirs = BTreeDirs::default();
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "lab", "lab/modules", "proc", "sys", "dev", "root", "etc"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "lab",
+        "lab/modules",
+        "proc",
+        "sys",
+        "dev",
+        "root",
+        "etc",
+    ] {
         dirs.add(&mut w, d).map_err(err)?;
     }
     for (src, dest) in &files {
         if let Some(parent) = Path::new(dest).parent() {
-            dirs.add(&mut w, &parent.display().to_string()).map_err(err)?;
+            dirs.add(&mut w, &parent.display().to_string())
+                .map_err(err)?;
         }
-        let data = std::fs::read(src).map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
+        let data =
+            std::fs::read(src).map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
         w.file(dest, 0o755, &data).map_err(err)?;
     }
     let order: Vec<String> = l1
         .modules
         .iter()
-        .map(|m| m.file_stem().unwrap_or_default().to_string_lossy().into_owned())
+        .map(|m| {
+            m.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
-    w.file("lab/modules.order", 0o644, order.join("\n").as_bytes()).map_err(err)?;
+    w.file("lab/modules.order", 0o644, order.join("\n").as_bytes())
+        .map_err(err)?;
     w.file("init", 0o755, L1_INIT.as_bytes()).map_err(err)?;
-    w.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n").map_err(err)?;
+    w.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
+        .map_err(err)?;
     w.finish().map_err(err)?;
     std::fs::rename(&tmp, &out).map_err(|e| LabError::Tool(e.to_string()))?;
     Ok(out)
@@ -212,11 +238,15 @@ fn run_image(path: &Path, what: &LabCommand) -> Result<(), LabError> {
     let script = match what {
         LabCommand::Args(a) => format!(
             "exec twinbox {}\n",
-            a.iter().map(|s| shell_quote(s)).collect::<Vec<_>>().join(" ")
+            a.iter()
+                .map(|s| shell_quote(s))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         LabCommand::Script(s) => s.clone(),
     };
-    w.file("lab/cmd.sh", 0o755, script.as_bytes()).map_err(err)?;
+    w.file("lab/cmd.sh", 0o755, script.as_bytes())
+        .map_err(err)?;
     w.finish().map_err(err)?;
     Ok(())
 }
@@ -266,7 +296,10 @@ pub fn run(r: &LabRun) -> Result<i32, LabError> {
         .map_err(|e| LabError::Tool(format!("qemu: {e}")))?;
     let deadline = std::time::Instant::now() + Duration::from_secs(r.timeout);
     let status = loop {
-        if let Some(s) = child.try_wait().map_err(|e| LabError::Tool(e.to_string()))? {
+        if let Some(s) = child
+            .try_wait()
+            .map_err(|e| LabError::Tool(e.to_string()))?
+        {
             break Some(s);
         }
         if std::time::Instant::now() > deadline {

@@ -1,11 +1,12 @@
 //! Starting the backend a container's spec names.
 
+use crate::launch::rootfs::RootfsPlan;
 use crate::paths::Paths;
-use crate::process::rootfs::RootfsPlan;
 use crate::process::{ProcessSandbox, ProcessStart};
 use crate::sandbox::{Sandbox, SandboxError, WorkloadIo};
 use crate::spec::Isolation;
 use crate::state::ContainerRecord;
+use crate::vmm::sandbox::{VmSandbox, VmStart};
 use std::path::PathBuf;
 
 pub fn start_backend(
@@ -39,8 +40,27 @@ pub fn start_backend(
             })?;
             Ok((Box::new(sb), io))
         }
-        Isolation::Vm => Err(SandboxError::Unsupported(
-            "the vm backend is not built yet".into(),
-        )),
+        Isolation::Vm => {
+            let files = rec.vm.as_ref().ok_or_else(|| {
+                SandboxError::Other("the container has no VM files; recreate it".into())
+            })?;
+            let dir = paths.container_dir(&rec.id);
+            let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+            let (sb, io) = VmSandbox::start(VmStart {
+                spec: rec.spec.clone(),
+                kernel: files.kernel.clone(),
+                initrd: files.initrd.clone(),
+                rootfs: files.rootfs.clone(),
+                scratch: files.scratch.clone(),
+                run_dir: paths.run_dir(&rec.id),
+                console_log: dir.join("console.log"),
+                etc: vec![
+                    ("/etc/hostname".into(), read("hostname")),
+                    ("/etc/hosts".into(), read("hosts")),
+                    ("/etc/resolv.conf".into(), read("resolv.conf")),
+                ],
+            })?;
+            Ok((Box::new(sb), io))
+        }
     }
 }

@@ -9,28 +9,24 @@
 //!    masked paths, hostname, lo, user, capabilities, no_new_privs, execve;
 //! 5. a report pipe (close-on-exec) tells the parent whether execve happened.
 
-pub mod caps;
 pub mod cgroups;
 mod nsenter;
-mod reaper;
-pub mod rootfs;
-mod stdio;
-pub mod workload;
 
+use crate::launch::reaper::Reaper;
+use crate::launch::rootfs::{self, RootfsPlan};
+use crate::launch::stdio::{make_stdio, ChildStdio};
+use crate::launch::{caps, pipe, read_report, setup_to_error, workload, SetupError};
 use crate::sandbox::{
     ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
 };
 use crate::spec::{NetworkMode, ProcessSpec, SandboxSpec};
 use cgroups::CgroupManager;
-use reaper::Reaper;
-use rootfs::{RootfsPlan, SetupError};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::Instant;
-use stdio::{make_stdio, ChildStdio};
 
 /// Called with (step, duration) as each start-up step completes (`--explain`).
 pub type Trace = Box<dyn Fn(&str, std::time::Duration) + Send + Sync>;
@@ -52,47 +48,6 @@ pub struct ProcessSandbox {
     exit_rx: Mutex<Option<Receiver<i32>>>,
     tty_master: Option<OwnedFd>,
     cap_last: u32,
-}
-
-fn setup_to_error(e: SetupError, arg0: &str) -> SandboxError {
-    if e.step.starts_with("exec ") || e.step == "no command given" {
-        match e.errno {
-            libc::ENOENT | libc::ENOTDIR => return SandboxError::NotFound(arg0.to_string()),
-            libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR => {
-                return SandboxError::NotExecutable(arg0.to_string())
-            }
-            _ => {}
-        }
-    }
-    SandboxError::Setup {
-        step: e.step,
-        source: std::io::Error::from_raw_os_error(e.errno),
-    }
-}
-
-/// A pipe as (read, write), both close-on-exec.
-fn pipe() -> Result<(File, File), SandboxError> {
-    let (r, w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io(e.into()))?;
-    Ok((File::from(r), File::from(w)))
-}
-
-/// Read the report pipe to EOF: empty means execve happened.
-fn read_report(mut r: File) -> Option<SetupError> {
-    let mut s = String::new();
-    let _ = r.read_to_string(&mut s);
-    workload::parse_report(&s)
-}
-
-pub(crate) fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize that lives across the call.
-    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
 impl ProcessSandbox {
@@ -226,7 +181,7 @@ impl ProcessSandbox {
                 .map_err(|e| SetupError::new("cgroup namespace", std::io::Error::from(e)))?;
             rootfs::mount_all(&cfg.rootfs)?;
             rootfs::pivot(&cfg.rootfs.target)?;
-            rootfs::mask_and_protect()?;
+            rootfs::mask_and_protect(std::path::Path::new("/"))?;
             nix::unistd::sethostname(&cfg.spec.hostname)
                 .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
             if cfg.spec.network == NetworkMode::None {
@@ -282,7 +237,7 @@ impl Sandbox for ProcessSandbox {
 
     fn resize(&self, rows: u16, cols: u16) {
         if let Some(m) = &self.tty_master {
-            set_winsize(m, rows, cols);
+            crate::launch::set_winsize(m, rows, cols);
         }
     }
 
@@ -311,7 +266,7 @@ impl Sandbox for ProcessSandbox {
     }
 
     fn top(&self) -> Result<Vec<TopRow>, SandboxError> {
-        Ok(top_rows(&self.cgroup.pids()?))
+        Ok(crate::util::proc::top_rows(&self.cgroup.pids()?))
     }
 
     fn stats(&self) -> Result<SandboxStats, SandboxError> {
@@ -329,62 +284,6 @@ impl Sandbox for ProcessSandbox {
         let _ = self.cgroup.kill_all();
         let _ = self.cgroup.destroy();
     }
-}
-
-/// `top` rows for these host pids, from /proc.
-pub fn top_rows(pids: &[i32]) -> Vec<TopRow> {
-    let tps = crate::util::proc::ticks_per_second();
-    let boot = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime "))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        })
-        .unwrap_or(0);
-    let mut rows = Vec::new();
-    for &pid in pids {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(st) = crate::util::proc::parse_stat(&stat) else {
-            continue;
-        };
-        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("Uid:"))
-                    .and_then(|v| v.split_whitespace().next().and_then(|u| u.parse().ok()))
-            })
-            .unwrap_or(0);
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|b| {
-                b.split(|c| *c == 0)
-                    .filter(|a| !a.is_empty())
-                    .map(|a| String::from_utf8_lossy(a).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default();
-        let secs = (st.utime + st.stime) / tps;
-        let started = boot + (st.start_time / tps) as i64;
-        rows.push(TopRow {
-            uid,
-            pid,
-            ppid: st.ppid,
-            stime: chrono::DateTime::from_timestamp(started, 0)
-                .map(|d| d.format("%H:%M").to_string())
-                .unwrap_or_default(),
-            time: format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
-            cmd: if cmd.is_empty() {
-                format!("[{}]", st.comm)
-            } else {
-                cmd
-            },
-        });
-    }
-    rows
 }
 
 /// Wrap a raw fd we own into a File.

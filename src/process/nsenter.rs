@@ -2,10 +2,9 @@
 //! helpers that run a function inside its mount namespace (`cp`).
 
 use super::cgroups::CgroupManager;
-use super::reaper::Reaper;
-use super::rootfs::SetupError;
-use super::stdio::make_stdio;
-use super::{pipe, read_report, set_winsize, setup_to_error, workload};
+use crate::launch::reaper::Reaper;
+use crate::launch::stdio::make_stdio;
+use crate::launch::{pipe, read_report, set_winsize, setup_to_error, workload, SetupError};
 use crate::sandbox::{ExecProcess, SandboxError, WorkloadIo};
 use crate::spec::ProcessSpec;
 use nix::sched::{setns, CloneFlags};

@@ -11,5 +11,5 @@
 mod record;
 mod store;
 
-pub use record::{ContainerRecord, ContainerState, Status};
+pub use record::{ContainerRecord, ContainerState, Status, VmFiles};
 pub use store::{StateError, Store};

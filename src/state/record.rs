@@ -59,6 +59,17 @@ impl Default for ContainerState {
     }
 }
 
+/// The files a microVM container boots from (vm isolation only).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct VmFiles {
+    pub kernel: std::path::PathBuf,
+    pub initrd: std::path::PathBuf,
+    /// Read-only ext4 of the image, shared by every container of that image.
+    pub rootfs: std::path::PathBuf,
+    /// This container's writable disk.
+    pub scratch: std::path::PathBuf,
+}
+
 /// One container.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ContainerRecord {
@@ -80,6 +91,8 @@ pub struct ContainerRecord {
     pub auto_remove: bool,
     pub restart_count: u32,
     pub state: ContainerState,
+    #[serde(default)]
+    pub vm: Option<VmFiles>,
 }
 
 impl ContainerRecord {

@@ -250,6 +250,7 @@ mod tests {
             auto_remove: false,
             restart_count: 0,
             state: ContainerState::default(),
+            vm: None,
         }
     }
 

@@ -93,10 +93,16 @@ mod tests {
         loop {
             assert_eq!(&out[off..off + 6], b"070701");
             let field = |i: usize| {
-                usize::from_str_radix(std::str::from_utf8(&out[off + 6 + i * 8..off + 14 + i * 8]).unwrap(), 16).unwrap()
+                usize::from_str_radix(
+                    std::str::from_utf8(&out[off + 6 + i * 8..off + 14 + i * 8]).unwrap(),
+                    16,
+                )
+                .unwrap()
             };
             let (mode, size, namesize) = (field(1), field(6), field(11));
-            let name = std::str::from_utf8(&out[off + 110..off + 110 + namesize - 1]).unwrap().to_string();
+            let name = std::str::from_utf8(&out[off + 110..off + 110 + namesize - 1])
+                .unwrap()
+                .to_string();
             off += 110 + namesize;
             off = (off + 3) & !3;
             let data = &out[off..off + size];

@@ -78,6 +78,62 @@ pub fn rss_bytes(pid: i32) -> Option<u64> {
         .map(|kb| kb * 1024)
 }
 
+/// `top` rows for these host pids, from /proc.
+pub fn top_rows(pids: &[i32]) -> Vec<crate::sandbox::TopRow> {
+    let tps = ticks_per_second();
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    let mut rows = Vec::new();
+    for &pid in pids {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(st) = parse_stat(&stat) else {
+            continue;
+        };
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Uid:"))
+                    .and_then(|v| v.split_whitespace().next().and_then(|u| u.parse().ok()))
+            })
+            .unwrap_or(0);
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| {
+                b.split(|c| *c == 0)
+                    .filter(|a| !a.is_empty())
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .unwrap_or_default();
+        let secs = (st.utime + st.stime) / tps;
+        let started = boot + (st.start_time / tps) as i64;
+        rows.push(crate::sandbox::TopRow {
+            uid,
+            pid,
+            ppid: st.ppid,
+            stime: chrono::DateTime::from_timestamp(started, 0)
+                .map(|d| d.format("%H:%M").to_string())
+                .unwrap_or_default(),
+            time: format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            cmd: if cmd.is_empty() {
+                format!("[{}]", st.comm)
+            } else {
+                cmd
+            },
+        });
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,7 +45,9 @@ impl Bus {
             .iter()
             .any(|r| base < r.base + r.len && r.base < base + len)
         {
-            return Err(format!("bus range {base:#x}+{len:#x} overlaps another device"));
+            return Err(format!(
+                "bus range {base:#x}+{len:#x} overlaps another device"
+            ));
         }
         self.ranges.push(Range { base, len, dev });
         self.ranges.sort_by_key(|r| r.base);
@@ -103,7 +105,8 @@ mod tests {
         let mut bus = Bus::new();
         let a = Arc::new(Mutex::new(Echo(vec![])));
         bus.insert(0x100, 8, a.clone()).unwrap();
-        bus.insert(0x200, 8, Arc::new(Mutex::new(Echo(vec![])))).unwrap();
+        bus.insert(0x200, 8, Arc::new(Mutex::new(Echo(vec![]))))
+            .unwrap();
         assert!(bus.insert(0x104, 8, a.clone()).is_err());
         let mut d = [0u8; 1];
         assert!(bus.read(0x103, &mut d));

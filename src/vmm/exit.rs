@@ -78,8 +78,12 @@ mod tests {
         let mut mmio = Bus::new();
         let serial = Arc::new(Mutex::new(Rec::default()));
         pio.insert(0x3f8, 8, serial.clone()).unwrap();
-        pio.insert(0x60, 5, Arc::new(Mutex::new(crate::vmm::devices::i8042::I8042)))
-            .unwrap();
+        pio.insert(
+            0x60,
+            5,
+            Arc::new(Mutex::new(crate::vmm::devices::i8042::I8042)),
+        )
+        .unwrap();
         mmio.insert(0xd000_0000, 0x1000, Arc::new(Mutex::new(Rec::default())))
             .unwrap();
         (pio, mmio, serial)
@@ -88,10 +92,16 @@ mod tests {
     #[test]
     fn port_io_is_routed() {
         let (pio, mmio, serial) = buses();
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::IoOut(0x3f8, b"A")), Action::Continue);
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::IoOut(0x3f8, b"A")),
+            Action::Continue
+        );
         assert_eq!(serial.lock().unwrap().0, vec![(0, b"A".to_vec())]);
         let mut d = [0u8; 1];
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::IoIn(0x3fd, &mut d)), Action::Continue);
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::IoIn(0x3fd, &mut d)),
+            Action::Continue
+        );
         assert_eq!(d[0], 0x42);
         let mut d = [0u8; 2];
         handle_exit(&pio, &mmio, VcpuExit::IoIn(0x2f8, &mut d));
@@ -101,11 +111,26 @@ mod tests {
     #[test]
     fn resets_and_shutdowns_end_the_vm() {
         let (pio, mmio, _) = buses();
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::IoOut(0x64, &[0xfe])), Action::Shutdown);
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::Shutdown), Action::Shutdown);
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::SystemEvent(1, &[])), Action::Shutdown);
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::InternalError), Action::InternalError);
-        assert_eq!(handle_exit(&pio, &mmio, VcpuExit::FailEntry(7, 0)), Action::FailEntry(7));
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::IoOut(0x64, &[0xfe])),
+            Action::Shutdown
+        );
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::Shutdown),
+            Action::Shutdown
+        );
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::SystemEvent(1, &[])),
+            Action::Shutdown
+        );
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::InternalError),
+            Action::InternalError
+        );
+        assert_eq!(
+            handle_exit(&pio, &mmio, VcpuExit::FailEntry(7, 0)),
+            Action::FailEntry(7)
+        );
     }
 
     #[test]
@@ -117,6 +142,9 @@ mod tests {
         let mut d = [0xffu8; 4];
         handle_exit(&pio, &mmio, VcpuExit::MmioRead(0xe000_0000, &mut d));
         assert_eq!(d, [0; 4]);
-        assert!(matches!(handle_exit(&pio, &mmio, VcpuExit::Debug(Default::default())), Action::Unexpected(_)));
+        assert!(matches!(
+            handle_exit(&pio, &mmio, VcpuExit::Debug(Default::default())),
+            Action::Unexpected(_)
+        ));
     }
 }

@@ -29,7 +29,8 @@ pub fn register(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), VmmError> {
         };
         // SAFETY: the mapping is owned by `mem`, which the VM keeps alive for as long as
         // the VM fd exists; regions come from one collection and do not overlap.
-        unsafe { vm.set_user_memory_region(region) }.map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(VmmError::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
     Ok(())
 }

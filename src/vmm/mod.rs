@@ -9,6 +9,7 @@ pub mod event_loop;
 pub mod exit;
 pub mod layout;
 pub mod memory;
+pub mod sandbox;
 pub mod vcpu;
 mod vm;
 

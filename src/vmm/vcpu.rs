@@ -109,7 +109,8 @@ pub fn spawn(
                         Action::InternalError => {
                             // SAFETY: reading the union member KVM filled for an
                             // internal-error exit; the exit borrow has ended.
-                            let sub = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                            let sub =
+                                unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
                             break (Action::InternalError, Some(sub));
                         }
                         other => break (other, None),
@@ -121,7 +122,11 @@ pub fn spawn(
                 }
             };
             KVM_RUN.with(|p| p.set(std::ptr::null_mut()));
-            let _ = ended.send(VcpuEnd { id, action, suberror });
+            let _ = ended.send(VcpuEnd {
+                id,
+                action,
+                suberror,
+            });
         })
 }
 

@@ -101,7 +101,9 @@ pub enum VmEnd {
     /// Powered off by the VMM.
     Stopped,
     /// KVM reported an internal error (emulation failure on a PVM host).
-    InternalError { suberror: u32 },
+    InternalError {
+        suberror: u32,
+    },
     FailEntry(u64),
     Crashed(String),
 }
@@ -111,6 +113,7 @@ pub struct Vm {
     ctl: Arc<Control>,
     threads: Vec<JoinHandle<()>>,
     ended: Mutex<Receiver<VcpuEnd>>,
+    end: Mutex<Option<VmEnd>>,
     event_loop: EventLoop,
     _pio: Arc<Bus>,
     _mmio: Arc<Bus>,
@@ -229,8 +232,9 @@ impl Vm {
             slots.push(slot);
         }
         if let Some(v) = &cfg.vsock {
-            let muxer = Muxer::new(v.cid, v.uds_base.clone(), true)
-                .map_err(|e| VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display())))?;
+            let muxer = Muxer::new(v.cid, v.uds_base.clone(), true).map_err(|e| {
+                VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display()))
+            })?;
             let dev = Arc::new(Mutex::new(Vsock::new(v.cid, muxer)));
             let slot = alloc_slot();
             let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
@@ -274,7 +278,8 @@ impl Vm {
                 .create_vcpu(u64::from(id))
                 .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
             let cpuid = boot::cpuid::for_vcpu(&supported, id, cfg.vcpus, tsc_deadline);
-            v.set_cpuid2(&cpuid).map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+            v.set_cpuid2(&cpuid)
+                .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
             v.set_msrs(&msrs).map_err(VmmError::kvm("KVM_SET_MSRS"))?;
             boot::regs::setup(&v, entry.entry, entry.mode, zero_page, id == 0)?;
             vcpus.push(v);
@@ -303,6 +308,7 @@ impl Vm {
             ctl,
             threads,
             ended: Mutex::new(rx),
+            end: Mutex::new(None),
             event_loop,
             _pio: pio,
             _mmio: mmio,
@@ -318,9 +324,16 @@ impl Vm {
         })
     }
 
-    /// Block until the guest ends (or `timeout`); then every vCPU is stopped.
+    /// Block until the guest ends (or `timeout`); then every vCPU is stopped. Once
+    /// ended, every call returns the same end at once.
     pub fn wait(&self, timeout: Option<Duration>) -> Option<VmEnd> {
+        if let Some(e) = self.end.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(e);
+        }
         let rx = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = self.end.lock().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Some(e);
+        }
         let end = match timeout {
             Some(t) => rx.recv_timeout(t).ok()?,
             None => rx.recv().ok()?,
@@ -332,7 +345,7 @@ impl Vm {
             .unwrap_or_else(|e| e.into_inner())
             .stop;
         self.halt_all();
-        Some(match end.action {
+        let e = match end.action {
             _ if stopped_by_us => VmEnd::Stopped,
             Action::Shutdown => VmEnd::Shutdown,
             Action::InternalError => VmEnd::InternalError {
@@ -341,7 +354,9 @@ impl Vm {
             Action::FailEntry(r) => VmEnd::FailEntry(r),
             Action::Unexpected(s) => VmEnd::Crashed(s),
             Action::Continue => VmEnd::Crashed("vCPU returned".into()),
-        })
+        };
+        *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+        Some(e)
     }
 
     fn halt_all(&self) {

@@ -46,8 +46,14 @@ mod tests {
         let c = build(
             "twinbox.port=1024",
             &[
-                MmioSlot { base: 0xd000_0000, irq: 5 },
-                MmioSlot { base: 0xd000_1000, irq: 6 },
+                MmioSlot {
+                    base: 0xd000_0000,
+                    irq: 5,
+                },
+                MmioSlot {
+                    base: 0xd000_1000,
+                    irq: 6,
+                },
             ],
             true,
         )

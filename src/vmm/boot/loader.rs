@@ -13,7 +13,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 /// Load a vmlinux (ELF, PVH entry preferred) or a bzImage.
 pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<KernelEntry, VmmError> {
-    let mut f = File::open(path).map_err(|e| VmmError::Kernel(format!("{}: {e}", path.display())))?;
+    let mut f =
+        File::open(path).map_err(|e| VmmError::Kernel(format!("{}: {e}", path.display())))?;
     let mut magic = [0u8; 4];
     f.read_exact(&mut magic)
         .map_err(|e| VmmError::Kernel(format!("{}: {e}", path.display())))?;

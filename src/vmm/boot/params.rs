@@ -8,7 +8,9 @@ use linux_loader::configurator::linux::LinuxBootConfigurator;
 use linux_loader::configurator::pvh::PvhBootConfigurator;
 use linux_loader::configurator::{BootConfigurator, BootParams};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info,
+};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 const E820_RAM: u32 = 1;
@@ -130,7 +132,14 @@ mod tests {
     #[test]
     fn pvh_start_info_is_written() {
         let mem = crate::vmm::memory::create(64 << 20).unwrap();
-        write_pvh(&mem, Some(Initrd { addr: 0x200_0000, size: 4096 })).unwrap();
+        write_pvh(
+            &mem,
+            Some(Initrd {
+                addr: 0x200_0000,
+                size: 4096,
+            }),
+        )
+        .unwrap();
         let si: hvm_start_info = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
         assert_eq!({ si.magic }, PVH_MAGIC);
         assert_eq!({ si.version }, 1);

@@ -179,12 +179,20 @@ pub fn set_lint(l: &mut kvm_lapic_state) {
 }
 
 /// Configure one vCPU's registers (CPUID and MSRs are set separately, before this).
-pub fn setup(vcpu: &VcpuFd, entry: u64, mode: EntryMode, zero_page: u64, bsp: bool) -> Result<(), VmmError> {
+pub fn setup(
+    vcpu: &VcpuFd,
+    entry: u64,
+    mode: EntryMode,
+    zero_page: u64,
+    bsp: bool,
+) -> Result<(), VmmError> {
     let k = |what| VmmError::kvm(what);
     if bsp {
-        vcpu.set_regs(&regs(entry, mode, zero_page)).map_err(k("KVM_SET_REGS"))?;
+        vcpu.set_regs(&regs(entry, mode, zero_page))
+            .map_err(k("KVM_SET_REGS"))?;
         let s = vcpu.get_sregs().map_err(k("KVM_GET_SREGS"))?;
-        vcpu.set_sregs(&sregs(s, mode)).map_err(k("KVM_SET_SREGS"))?;
+        vcpu.set_sregs(&sregs(s, mode))
+            .map_err(k("KVM_SET_SREGS"))?;
     }
     vcpu.set_fpu(&fpu()).map_err(k("KVM_SET_FPU"))?;
     let mut l = vcpu.get_lapic().map_err(k("KVM_GET_LAPIC"))?;
@@ -203,7 +211,10 @@ mod tests {
         assert_eq!(gdt_entry(0xc093, 0, 0xffff_ffff), 0x00cf_9300_0000_ffff);
         assert_eq!(gdt_entry(0xa09b, 0, 0xfffff), 0x00af_9b00_0000_ffff);
         let cs = segment(gdt_entry(0xc09b, 0, 0xffff_ffff), 1);
-        assert_eq!((cs.selector, cs.limit, cs.db, cs.l, cs.present, cs.s), (8, 0xffff_ffff, 1, 0, 1, 1));
+        assert_eq!(
+            (cs.selector, cs.limit, cs.db, cs.l, cs.present, cs.s),
+            (8, 0xffff_ffff, 1, 0, 1, 1)
+        );
         let cs64 = segment(gdt_entry(0xa09b, 0, 0xfffff), 1);
         assert_eq!((cs64.l, cs64.db), (1, 0));
         assert_eq!(segment(0, 0).unusable, 1);

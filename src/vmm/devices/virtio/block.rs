@@ -291,17 +291,34 @@ mod tests {
     const NEXT: u16 = 1;
     const WRITE: u16 = 2;
 
-    fn request(ty: u32, sector: u64, data_len: u32, data_writable: bool) -> (GuestMemoryMmap, Vec<RawDescriptor>) {
+    fn request(
+        ty: u32,
+        sector: u64,
+        data_len: u32,
+        data_writable: bool,
+    ) -> (GuestMemoryMmap, Vec<RawDescriptor>) {
         let mem = crate::vmm::memory::create(1 << 20).unwrap();
-        mem.write_obj(RequestHeader { type_: ty, ioprio: 0, sector }, GuestAddress(0x1000))
-            .unwrap();
+        mem.write_obj(
+            RequestHeader {
+                type_: ty,
+                ioprio: 0,
+                sector,
+            },
+            GuestAddress(0x1000),
+        )
+        .unwrap();
         let mut descs = vec![RawDescriptor::from(Descriptor::new(0x1000, 16, NEXT, 1))];
         if data_len > 0 {
             let f = NEXT | if data_writable { WRITE } else { 0 };
             descs.push(RawDescriptor::from(Descriptor::new(0x2000, data_len, f, 2)));
         }
         let n = descs.len() as u16;
-        descs.push(RawDescriptor::from(Descriptor::new(0x3000, 1, WRITE, n + 1)));
+        descs.push(RawDescriptor::from(Descriptor::new(
+            0x3000,
+            1,
+            WRITE,
+            n + 1,
+        )));
         (mem, descs)
     }
 

@@ -95,13 +95,19 @@ impl MmioTransport {
         let newly_ok = v & STATUS_DRIVER_OK != 0 && self.status & STATUS_DRIVER_OK == 0;
         self.status = v;
         if newly_ok {
-            let valid = self.queues.iter().all(|q| !q.ready() || q.is_valid(&*self.mem));
+            let valid = self
+                .queues
+                .iter()
+                .all(|q| !q.ready() || q.is_valid(&*self.mem));
             let result = if !valid || self.acked_features & F_VERSION_1 == 0 {
                 Err("invalid queue set-up or legacy driver".to_string())
             } else {
                 // The device gets its own copies; ours keep answering register reads.
-                let queues: Result<Vec<Queue>, _> =
-                    self.queues.iter().map(|q| Queue::try_from(q.state())).collect();
+                let queues: Result<Vec<Queue>, _> = self
+                    .queues
+                    .iter()
+                    .map(|q| Queue::try_from(q.state()))
+                    .collect();
                 let Ok(queues) = queues else {
                     self.status |= STATUS_FAILED;
                     return;
@@ -283,7 +289,9 @@ pub(crate) mod tests {
     fn driver_handshake_activates_the_device() {
         let mem = Arc::new(crate::vmm::memory::create(1 << 20).unwrap());
         let active = Arc::new(AtomicBool::new(false));
-        let dev = Arc::new(Mutex::new(Dummy { active: active.clone() }));
+        let dev = Arc::new(Mutex::new(Dummy {
+            active: active.clone(),
+        }));
         let evt = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
         let mut t = MmioTransport::new(
             dev,
@@ -340,7 +348,9 @@ pub(crate) mod tests {
     fn legacy_driver_is_refused() {
         let mem = Arc::new(crate::vmm::memory::create(1 << 20).unwrap());
         let active = Arc::new(AtomicBool::new(false));
-        let dev = Arc::new(Mutex::new(Dummy { active: active.clone() }));
+        let dev = Arc::new(Mutex::new(Dummy {
+            active: active.clone(),
+        }));
         let mut t = MmioTransport::new(
             dev,
             mem,

@@ -38,7 +38,10 @@ unsafe impl ByteValued for VnetHdr {}
 /// Open (or create) TAP device `name` with a vnet header and no offloads.
 pub fn open_tap(name: &str) -> io::Result<File> {
     if name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "tap name too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "tap name too long",
+        ));
     }
     // SAFETY: open(2) with a constant NUL-terminated path.
     let fd = unsafe {
@@ -57,7 +60,8 @@ pub fn open_tap(name: &str) -> io::Result<File> {
     for (i, b) in name.bytes().enumerate() {
         ifr.ifr_name[i] = b as libc::c_char;
     }
-    ifr.ifr_ifru.ifru_flags = (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
+    ifr.ifr_ifru.ifru_flags =
+        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads/writes the ifreq, which outlives the call.
     if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
         return Err(io::Error::last_os_error());
@@ -75,7 +79,11 @@ pub fn open_tap(name: &str) -> io::Result<File> {
 }
 
 /// Frames the guest sent (TX): each chain is vnet header + frame, written as one packet.
-pub fn process_tx<W: Write>(q: &mut Queue, mem: &GuestMemoryMmap, tap: &mut W) -> Result<bool, virtio_queue::Error> {
+pub fn process_tx<W: Write>(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    tap: &mut W,
+) -> Result<bool, virtio_queue::Error> {
     let mut used = false;
     while let Some(chain) = q.pop_descriptor_chain(mem) {
         let head = chain.head_index();
@@ -94,7 +102,11 @@ pub fn process_tx<W: Write>(q: &mut Queue, mem: &GuestMemoryMmap, tap: &mut W) -
 
 /// Deliver one received packet (vnet header + frame) into an RX buffer.
 /// Returns Ok(false) when the guest has no buffer (the packet is kept by the caller).
-pub fn deliver_rx(q: &mut Queue, mem: &GuestMemoryMmap, packet: &[u8]) -> Result<bool, virtio_queue::Error> {
+pub fn deliver_rx(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    packet: &[u8],
+) -> Result<bool, virtio_queue::Error> {
     let Some(chain) = q.pop_descriptor_chain(mem) else {
         return Ok(false);
     };
@@ -246,7 +258,8 @@ mod tests {
     fn tx_writes_header_and_frame_as_one_packet() {
         let mem = crate::vmm::memory::create(1 << 20).unwrap();
         mem.write_slice(&[0u8; 12], GuestAddress(0x1000)).unwrap();
-        mem.write_slice(b"frame-bytes", GuestAddress(0x2000)).unwrap();
+        mem.write_slice(b"frame-bytes", GuestAddress(0x2000))
+            .unwrap();
         let vq = MockSplitQueue::new(&mem, 16);
         vq.add_desc_chains(
             &[
@@ -268,8 +281,11 @@ mod tests {
     fn rx_fills_a_buffer_or_reports_none() {
         let mem = crate::vmm::memory::create(1 << 20).unwrap();
         let vq = MockSplitQueue::new(&mem, 16);
-        vq.add_desc_chains(&[RawDescriptor::from(Descriptor::new(0x3000, 1600, 2, 0))], 0)
-            .unwrap();
+        vq.add_desc_chains(
+            &[RawDescriptor::from(Descriptor::new(0x3000, 1600, 2, 0))],
+            0,
+        )
+        .unwrap();
         let mut q: Queue = vq.create_queue().unwrap();
         let mut pkt = vec![0u8; 12];
         pkt.extend_from_slice(b"hello");

@@ -25,7 +25,11 @@ const TX: usize = 1;
 const MAX_PKT: usize = 64 * 1024;
 
 /// Take every packet the guest sent (TX queue) into the muxer.
-pub fn process_tx(q: &mut Queue, mem: &GuestMemoryMmap, m: &mut Muxer) -> Result<bool, virtio_queue::Error> {
+pub fn process_tx(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    m: &mut Muxer,
+) -> Result<bool, virtio_queue::Error> {
     let mut used = false;
     while let Some(chain) = q.pop_descriptor_chain(mem) {
         let head = chain.head_index();
@@ -44,10 +48,16 @@ pub fn process_tx(q: &mut Queue, mem: &GuestMemoryMmap, m: &mut Muxer) -> Result
 }
 
 /// Fill the guest's RX buffers with what the muxer has for it.
-pub fn fill_rx(q: &mut Queue, mem: &GuestMemoryMmap, m: &mut Muxer) -> Result<bool, virtio_queue::Error> {
+pub fn fill_rx(
+    q: &mut Queue,
+    mem: &GuestMemoryMmap,
+    m: &mut Muxer,
+) -> Result<bool, virtio_queue::Error> {
     let mut used = false;
     while m.has_pending() {
-        let Some(chain) = q.pop_descriptor_chain(mem) else { break };
+        let Some(chain) = q.pop_descriptor_chain(mem) else {
+            break;
+        };
         let head = chain.head_index();
         let mut w = chain.writer(mem)?;
         let cap = w.available_bytes();
@@ -89,7 +99,9 @@ impl Vsock {
 
     /// Run the queues and the muxer once; notify the guest if anything moved.
     pub fn pump(&mut self, tx_kick: bool) {
-        let Some((mem, queues, irq)) = self.active.as_mut() else { return };
+        let Some((mem, queues, irq)) = self.active.as_mut() else {
+            return;
+        };
         let mut notify = false;
         if tx_kick {
             if let Some(q) = queues.get_mut(TX) {

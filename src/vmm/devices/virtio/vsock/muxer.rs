@@ -281,7 +281,8 @@ impl Muxer {
                             c.flush_to_host();
                             let _ = c.stream.shutdown(std::net::Shutdown::Write);
                         }
-                        c.peer_shut & (SHUTDOWN_RCV | SHUTDOWN_SEND) == (SHUTDOWN_RCV | SHUTDOWN_SEND)
+                        c.peer_shut & (SHUTDOWN_RCV | SHUTDOWN_SEND)
+                            == (SHUTDOWN_RCV | SHUTDOWN_SEND)
                     }
                     None => true,
                 };
@@ -306,7 +307,9 @@ impl Muxer {
         }
         let keys: Vec<Key> = self.conns.keys().copied().collect();
         for key in keys {
-            let Some(c) = self.conns.get_mut(&key) else { continue };
+            let Some(c) = self.conns.get_mut(&key) else {
+                continue;
+            };
             if c.state != State::Established {
                 continue;
             }
@@ -386,7 +389,9 @@ impl Muxer {
             .values()
             .map(|c| Interest {
                 fd: c.stream.as_raw_fd(),
-                read: !c.host_eof && c.to_guest.len() < TO_GUEST_MAX && c.state != State::Connecting,
+                read: !c.host_eof
+                    && c.to_guest.len() < TO_GUEST_MAX
+                    && c.state != State::Connecting,
                 write: !c.to_host.is_empty(),
             })
             .collect();
@@ -449,7 +454,10 @@ mod tests {
         let out = drain(&mut m);
         assert_eq!(out.len(), 1);
         let h = out[0].0;
-        assert_eq!(({ h.op }, { h.src_port }, { h.dst_port }, { h.dst_cid }), (OP_RESPONSE, 1024, 5000, GCID));
+        assert_eq!(
+            ({ h.op }, { h.src_port }, { h.dst_port }, { h.dst_cid }),
+            (OP_RESPONSE, 1024, 5000, GCID)
+        );
         assert_eq!({ h.buf_alloc }, BUF_ALLOC);
 
         // guest -> host
@@ -466,7 +474,9 @@ mod tests {
         let out = drain(&mut m);
         let total: usize = out.iter().map(|(_, p)| p.len()).sum();
         assert_eq!(total, 4096, "never more than the peer's buffer in flight");
-        assert!(out.iter().all(|(h, p)| { h.op } == OP_RW && { h.len } as usize == p.len()));
+        assert!(out
+            .iter()
+            .all(|(h, p)| { h.op } == OP_RW && { h.len } as usize == p.len()));
         // the guest consumes and says so: the rest flows
         let mut cu = pkt(OP_CREDIT_UPDATE, 5000, 1024, 0);
         cu.fwd_cnt = 4096;
@@ -528,6 +538,9 @@ mod tests {
         m.on_guest_packet(&pkt(OP_RESPONSE, 52, local, 0), &[]);
         let mut line = [0u8; 64];
         let n = client.read(&mut line).unwrap();
-        assert_eq!(std::str::from_utf8(&line[..n]).unwrap(), format!("OK {local}\n"));
+        assert_eq!(
+            std::str::from_utf8(&line[..n]).unwrap(),
+            format!("OK {local}\n")
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! inside), so the child opens /dev/ptmx after entering the container and passes the
 //! master back over a socket (SCM_RIGHTS), like runc's console socket.
 
-use super::rootfs::SetupError;
+use super::SetupError;
 use crate::sandbox::{SandboxError, WorkloadIo};
 use crate::spec::ProcessSpec;
 use nix::sys::socket::{

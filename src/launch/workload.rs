@@ -3,8 +3,8 @@
 //! Runs in a freshly forked child; failures are reported on a pipe, never printed.
 
 use super::caps;
-use super::rootfs::SetupError;
 use super::stdio::ChildStdio;
+use super::SetupError;
 use crate::spec::ProcessSpec;
 use std::ffi::CString;
 use std::io::Write;

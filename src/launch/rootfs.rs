@@ -2,6 +2,7 @@
 //! pivot_root, and Docker's masked and read-only paths. Runs in the container's
 //! fresh mount namespace, so every mount disappears with it.
 
+use super::SetupError;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use std::fs;
@@ -42,23 +43,6 @@ pub const DEVICES: &[(&str, u64, u64)] = &[
     ("urandom", 1, 9),
     ("tty", 5, 0),
 ];
-
-/// A step that failed, with its errno.
-#[derive(Debug)]
-pub struct SetupError {
-    pub step: String,
-    pub errno: i32,
-}
-
-impl SetupError {
-    pub fn new(step: impl Into<String>, e: impl Into<io::Error>) -> SetupError {
-        let e: io::Error = e.into();
-        SetupError {
-            step: step.into(),
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-        }
-    }
-}
 
 fn nix_step(step: &str) -> impl FnOnce(nix::Error) -> SetupError + '_ {
     move |e| SetupError {
@@ -238,13 +222,16 @@ pub fn pivot(target: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Hide the masked paths and make the read-only ones read-only (after pivot_root).
-pub fn mask_and_protect() -> Result<(), SetupError> {
+/// Hide the masked paths and make the read-only ones read-only, under `root` ("/" after
+/// pivot_root; the container root's path when the caller stays outside it).
+pub fn mask_and_protect(root: &Path) -> Result<(), SetupError> {
+    let at = |p: &str| root.join(p.trim_start_matches('/'));
     for p in MASKED {
+        let p = &at(p);
         match fs::metadata(p) {
             Ok(m) if m.is_dir() => mount(
                 Some("tmpfs"),
-                *p,
+                p,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY,
                 None::<&str>,
@@ -252,7 +239,7 @@ pub fn mask_and_protect() -> Result<(), SetupError> {
             .map_err(nix_step("mask a directory"))?,
             Ok(_) => mount(
                 Some("/dev/null"),
-                *p,
+                p,
                 None::<&str>,
                 MsFlags::MS_BIND,
                 None::<&str>,
@@ -262,12 +249,13 @@ pub fn mask_and_protect() -> Result<(), SetupError> {
         }
     }
     for p in READONLY {
+        let p = &at(p);
         if fs::symlink_metadata(p).is_err() {
             continue;
         }
         mount(
-            Some(*p),
-            *p,
+            Some(p.as_path()),
+            p,
             None::<&str>,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
@@ -275,7 +263,7 @@ pub fn mask_and_protect() -> Result<(), SetupError> {
         .map_err(nix_step("bind a read-only path"))?;
         mount(
             None::<&str>,
-            *p,
+            p,
             None::<&str>,
             MsFlags::MS_BIND
                 | MsFlags::MS_REMOUNT

@@ -1,0 +1,221 @@
+//! The host <-> agent protocol, over one vsock stream the agent opens at boot.
+//!
+//! Frames: `kind: u8, stream: u32 BE, len: u32 BE, payload`. Stream 0 is the workload;
+//! each exec and copy gets its own stream id, chosen by the host. Control messages are
+//! JSON in `Json` frames; stdio and copy data travel as raw bytes.
+
+use crate::sandbox::TopRow;
+use crate::spec::{ProcessSpec, SandboxSpec};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Write};
+
+/// Bumped on any incompatible change; the host refuses an agent that differs.
+pub const VERSION: u32 = 1;
+/// The vsock port the host listens on for the agent.
+pub const AGENT_PORT: u32 = 1024;
+/// Bounds a frame so a corrupt stream cannot make us allocate without limit.
+pub const MAX_FRAME: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    Json = 0,
+    Stdin = 1,
+    Stdout = 2,
+    Stderr = 3,
+    StdinEof = 4,
+    Data = 5,
+    DataEof = 6,
+}
+
+impl Kind {
+    fn from_u8(b: u8) -> Option<Kind> {
+        Some(match b {
+            0 => Kind::Json,
+            1 => Kind::Stdin,
+            2 => Kind::Stdout,
+            3 => Kind::Stderr,
+            4 => Kind::StdinEof,
+            5 => Kind::Data,
+            6 => Kind::DataEof,
+            _ => return None,
+        })
+    }
+}
+
+/// Host -> agent control messages.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum HostMsg {
+    /// Set up the container root and start the workload (stream 0).
+    Start {
+        spec: SandboxSpec,
+        /// /etc/hostname, /etc/hosts, /etc/resolv.conf contents.
+        etc: Vec<(String, String)>,
+    },
+    Exec {
+        process: ProcessSpec,
+    },
+    Signal {
+        signal: i32,
+    },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    CopyOut {
+        path: String,
+    },
+    CopyIn {
+        path: String,
+    },
+    Top,
+    /// The host has everything: the agent may power off.
+    Bye,
+}
+
+/// Agent -> host control messages.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "msg", rename_all = "snake_case")]
+pub enum AgentMsg {
+    Ready {
+        version: u32,
+        kernel: String,
+    },
+    Started {
+        pid: i32,
+    },
+    Exited {
+        code: i32,
+        oom_killed: bool,
+    },
+    /// The process could not start; `code` is 126/127/125 like Docker's.
+    Failed {
+        message: String,
+        code: i32,
+    },
+    Top {
+        rows: Vec<TopRow>,
+    },
+    CopyDone,
+    CopyFailed {
+        message: String,
+    },
+}
+
+pub fn write_frame(w: &mut dyn Write, kind: Kind, stream: u32, payload: &[u8]) -> io::Result<()> {
+    let mut hdr = [0u8; 9];
+    hdr[0] = kind as u8;
+    hdr[1..5].copy_from_slice(&stream.to_be_bytes());
+    hdr[5..9].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+    let mut buf = Vec::with_capacity(9 + payload.len());
+    buf.extend_from_slice(&hdr);
+    buf.extend_from_slice(payload);
+    w.write_all(&buf)?;
+    w.flush()
+}
+
+pub fn write_json<T: Serialize>(w: &mut dyn Write, stream: u32, msg: &T) -> io::Result<()> {
+    let p = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    write_frame(w, Kind::Json, stream, &p)
+}
+
+/// One frame: (kind, stream, payload); `Ok(None)` at a clean EOF.
+pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<(Kind, u32, Vec<u8>)>> {
+    let mut hdr = [0u8; 9];
+    let mut got = 0;
+    while got < hdr.len() {
+        let n = r.read(&mut hdr[got..])?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(io::ErrorKind::UnexpectedEof.into())
+            };
+        }
+        got += n;
+    }
+    let kind = Kind::from_u8(hdr[0])
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;
+    let stream = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]);
+    let len = u32::from_be_bytes([hdr[5], hdr[6], hdr[7], hdr[8]]) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
+    }
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload)?;
+    Ok(Some((kind, stream, payload)))
+}
+
+pub fn parse_json<T: for<'de> Deserialize<'de>>(p: &[u8]) -> io::Result<T> {
+    serde_json::from_slice(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_messages_roundtrip() {
+        let mut buf = Vec::new();
+        write_json(&mut buf, 0, &HostMsg::Signal { signal: 15 }).unwrap();
+        write_frame(&mut buf, Kind::Stdout, 3, b"out").unwrap();
+        write_json(
+            &mut buf,
+            0,
+            &AgentMsg::Exited {
+                code: 7,
+                oom_killed: false,
+            },
+        )
+        .unwrap();
+        let mut r = &buf[..];
+        let (k, s, p) = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!((k, s), (Kind::Json, 0));
+        assert_eq!(
+            parse_json::<HostMsg>(&p).unwrap(),
+            HostMsg::Signal { signal: 15 }
+        );
+        let (k, s, p) = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!((k, s, p.as_slice()), (Kind::Stdout, 3, &b"out"[..]));
+        let (_, _, p) = read_frame(&mut r).unwrap().unwrap();
+        assert_eq!(
+            parse_json::<AgentMsg>(&p).unwrap(),
+            AgentMsg::Exited {
+                code: 7,
+                oom_killed: false
+            }
+        );
+        assert!(read_frame(&mut r).unwrap().is_none());
+    }
+
+    #[test]
+    fn bad_frames_are_errors() {
+        let mut r = &[9u8, 0, 0, 0, 0, 0, 0, 0, 0][..];
+        assert!(read_frame(&mut r).is_err());
+        let mut r = &[0u8, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff][..];
+        assert!(read_frame(&mut r).is_err());
+        let mut r = &[0u8, 0, 0][..];
+        assert!(read_frame(&mut r).is_err());
+    }
+
+    #[test]
+    fn start_carries_the_same_spec() {
+        let spec = SandboxSpec {
+            hostname: "h".into(),
+            ..Default::default()
+        };
+        let m = HostMsg::Start {
+            spec: spec.clone(),
+            etc: vec![("/etc/hostname".into(), "h\n".into())],
+        };
+        let v = serde_json::to_vec(&m).unwrap();
+        match parse_json::<HostMsg>(&v).unwrap() {
+            HostMsg::Start { spec: s, .. } => assert_eq!(s, spec),
+            _ => panic!(),
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Launching a [`ProcessSpec`](crate::spec::ProcessSpec) in the current root: what both
+//! isolation models do last before `execve`, so a workload gets the same stdio, user,
+//! capabilities and error reporting whether it runs in a process container or in the
+//! guest agent of a microVM. Also the reaper both use.
+
+pub mod caps;
+pub mod reaper;
+pub mod rootfs;
+pub mod stdio;
+pub mod workload;
+
+use crate::sandbox::SandboxError;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+/// A set-up step that failed in a child, with its errno.
+#[derive(Debug)]
+pub struct SetupError {
+    pub step: String,
+    pub errno: i32,
+}
+
+impl SetupError {
+    pub fn new(step: impl Into<String>, e: impl Into<io::Error>) -> SetupError {
+        let e: io::Error = e.into();
+        SetupError {
+            step: step.into(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+}
+
+/// Map a child's failure to what `run` reports (127 not found, 126 not executable).
+pub fn setup_to_error(e: SetupError, arg0: &str) -> SandboxError {
+    if e.step.starts_with("exec ") || e.step == "no command given" {
+        match e.errno {
+            libc::ENOENT | libc::ENOTDIR => return SandboxError::NotFound(arg0.to_string()),
+            libc::EACCES | libc::EPERM | libc::ENOEXEC | libc::EISDIR => {
+                return SandboxError::NotExecutable(arg0.to_string())
+            }
+            _ => {}
+        }
+    }
+    SandboxError::Setup {
+        step: e.step,
+        source: io::Error::from_raw_os_error(e.errno),
+    }
+}
+
+/// A pipe as (read, write), both close-on-exec.
+pub fn pipe() -> Result<(File, File), SandboxError> {
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SandboxError::Io(e.into()))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+/// Read the report pipe to EOF: empty means execve happened.
+pub fn read_report(mut r: File) -> Option<SetupError> {
+    let mut s = String::new();
+    let _ = r.read_to_string(&mut s);
+    workload::parse_report(&s)
+}
+
+/// Set a terminal's window size.
+pub fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a winsize that lives across the call.
+    unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+}

@@ -1,0 +1,620 @@
+//! The vm backend as the monitor sees it: a microVM plus a conversation with its guest
+//! agent over vsock, behind the same `Sandbox` trait as the process backend.
+
+use super::{Vm, VmConfig, VmDisk, VmEnd, VmVsock, VmmError};
+use crate::guest::protocol::{self, AgentMsg, HostMsg, Kind};
+use crate::sandbox::{
+    ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
+};
+use crate::spec::SandboxSpec;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default guest RAM when `--memory` is not given.
+pub const DEFAULT_MEMORY: u64 = 256 << 20;
+const GUEST_CID: u64 = 3;
+/// How long a guest may take from power-on to its agent calling home.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Everything the vm backend needs to start a container.
+pub struct VmStart {
+    pub spec: SandboxSpec,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    /// Read-only ext4 image of the container image (virtio-blk #0).
+    pub rootfs: PathBuf,
+    /// Per-container writable disk (virtio-blk #1).
+    pub scratch: PathBuf,
+    /// Directory for the vsock sockets.
+    pub run_dir: PathBuf,
+    /// Where the guest's serial console goes (kernel log).
+    pub console_log: PathBuf,
+    /// /etc/hostname, /etc/hosts, /etc/resolv.conf for the guest.
+    pub etc: Vec<(String, String)>,
+}
+
+/// Where frames for one stream go.
+enum Route {
+    Process {
+        stdout: Option<File>,
+        stderr: Option<File>,
+        control: Sender<AgentMsg>,
+    },
+    Copy {
+        data: Option<Sender<Vec<u8>>>,
+        control: Sender<AgentMsg>,
+    },
+    Control(Sender<AgentMsg>),
+}
+
+struct Conn {
+    writer: Mutex<UnixStream>,
+    routes: Mutex<HashMap<u32, Route>>,
+    next: AtomicU32,
+    /// The agent's connection ended.
+    closed: Mutex<bool>,
+    closed_cv: Condvar,
+}
+
+impl Conn {
+    fn send(&self, stream: u32, msg: &HostMsg) -> io::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::write_json(&mut *w, stream, msg)
+    }
+
+    fn send_data(&self, kind: Kind, stream: u32, data: &[u8]) -> io::Result<()> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        protocol::write_frame(&mut *w, kind, stream, data)
+    }
+
+    fn route(&self, stream: u32, r: Route) {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream, r);
+    }
+
+    /// Read frames from the agent and deliver them, until the connection ends.
+    fn dispatch(&self, mut reader: UnixStream) {
+        while let Ok(Some((kind, stream, payload))) = protocol::read_frame(&mut reader) {
+            let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(route) = routes.get_mut(&stream) else {
+                continue;
+            };
+            match (kind, route) {
+                (
+                    Kind::Stdout,
+                    Route::Process {
+                        stdout: Some(f), ..
+                    },
+                )
+                | (
+                    Kind::Stderr,
+                    Route::Process {
+                        stderr: Some(f), ..
+                    },
+                ) => {
+                    let _ = f.write_all(&payload);
+                }
+                (Kind::Data, Route::Copy { data: Some(tx), .. }) => {
+                    let _ = tx.send(payload);
+                }
+                (Kind::DataEof, Route::Copy { data, .. }) => {
+                    *data = None;
+                }
+                (Kind::Json, route) => {
+                    let Ok(msg) = protocol::parse_json::<AgentMsg>(&payload) else {
+                        continue;
+                    };
+                    let done = matches!(msg, AgentMsg::Exited { .. });
+                    match route {
+                        Route::Process {
+                            control,
+                            stdout,
+                            stderr,
+                        } => {
+                            if done {
+                                // Output precedes the exit on the stream: close the pipes.
+                                *stdout = None;
+                                *stderr = None;
+                            }
+                            let _ = control.send(msg);
+                        }
+                        Route::Copy { control, .. } | Route::Control(control) => {
+                            let _ = control.send(msg);
+                        }
+                    }
+                    if done {
+                        routes.remove(&stream);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The agent is gone: close every stream so nobody waits forever.
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        *self.closed.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.closed_cv.notify_all();
+    }
+}
+
+/// Pipes for a process's stdio on the host: (what the monitor reads/writes, what the
+/// dispatcher writes into, stdin reader to forward).
+fn stdio_pipes(
+    tty: bool,
+    stdin: bool,
+) -> Result<(WorkloadIo, File, Option<File>, Option<File>), SandboxError> {
+    let (out_r, out_w) = crate::launch::pipe()?;
+    let (err_r, err_w) = if tty {
+        (None, None)
+    } else {
+        let (r, w) = crate::launch::pipe()?;
+        (Some(r), Some(w))
+    };
+    let (in_r, in_w) = if stdin || tty {
+        let (r, w) = crate::launch::pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok((
+        WorkloadIo {
+            stdin: in_w,
+            stdout: out_r,
+            stderr: err_r,
+        },
+        out_w,
+        err_w,
+        in_r,
+    ))
+}
+
+/// Forward a stdin pipe to the agent as Stdin frames, then StdinEof.
+fn forward_stdin(conn: Arc<Conn>, stream: u32, mut r: File) {
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = conn.send_data(Kind::StdinEof, stream, &[]);
+                    return;
+                }
+                Ok(n) => {
+                    if conn.send_data(Kind::Stdin, stream, &buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn start_failure(msg: AgentMsg, arg0: &str) -> SandboxError {
+    match msg {
+        AgentMsg::Failed { message, code } => match code {
+            127 => SandboxError::NotFound(arg0.to_string()),
+            126 => SandboxError::NotExecutable(arg0.to_string()),
+            _ => SandboxError::Other(message),
+        },
+        other => SandboxError::Other(format!("unexpected answer from the agent: {other:?}")),
+    }
+}
+
+pub struct VmSandbox {
+    vm: Vm,
+    conn: Arc<Conn>,
+    main: Mutex<Receiver<AgentMsg>>,
+    exit: Mutex<Option<ExitInfo>>,
+    run_dir: PathBuf,
+    mem_bytes: u64,
+    /// Guest boot time (first KVM_RUN to the agent's boot-timer write).
+    pub boot_ms: Option<f64>,
+    pub setup_ms: f64,
+    pub agent_kernel: String,
+}
+
+/// An `exec` in the guest.
+struct VmExec {
+    io: Option<WorkloadIo>,
+    rx: Mutex<Receiver<AgentMsg>>,
+    conn: Arc<Conn>,
+    stream: u32,
+}
+
+impl ExecProcess for VmExec {
+    fn take_io(&mut self) -> Option<WorkloadIo> {
+        self.io.take()
+    }
+
+    fn wait(&self) -> Result<i32, SandboxError> {
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match rx.recv() {
+                Ok(AgentMsg::Exited { code, .. }) => return Ok(code),
+                Ok(_) => {}
+                Err(_) => return Err(SandboxError::Other("the VM went away".into())),
+            }
+        }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let _ = self.conn.send(self.stream, &HostMsg::Resize { rows, cols });
+    }
+}
+
+impl VmSandbox {
+    /// Boot the microVM, wait for its agent, and start the workload.
+    pub fn start(cfg: VmStart) -> Result<(VmSandbox, WorkloadIo), SandboxError> {
+        if super::is_pvm_host() && std::env::var_os("TWINBOX_ALLOW_PVM").is_none() {
+            return Err(SandboxError::Unsupported(VmmError::PvmHost.to_string()));
+        }
+        let mem_bytes = cfg.spec.resources.memory.unwrap_or(DEFAULT_MEMORY);
+        let vcpus = cfg
+            .spec
+            .resources
+            .cpus
+            .map(|c| c.ceil().clamp(1.0, 64.0) as u8)
+            .unwrap_or(1);
+        std::fs::create_dir_all(&cfg.run_dir)?;
+        let base = cfg.run_dir.join("vsock");
+        let agent_path = format!("{}_{}", base.display(), protocol::AGENT_PORT);
+        let _ = std::fs::remove_file(&agent_path);
+        let listener = UnixListener::bind(&agent_path)?;
+        listener.set_nonblocking(true)?;
+        let console = File::create(&cfg.console_log)?;
+        let vm = Vm::start(VmConfig {
+            kernel: cfg.kernel.clone(),
+            initrd: Some(cfg.initrd.clone()),
+            cmdline: format!("twinbox.port={}", protocol::AGENT_PORT),
+            mem_bytes,
+            vcpus,
+            disks: vec![
+                VmDisk {
+                    path: cfg.rootfs.clone(),
+                    read_only: true,
+                    id: "twinbox-image".into(),
+                },
+                VmDisk {
+                    path: cfg.scratch.clone(),
+                    read_only: false,
+                    id: "twinbox-scratch".into(),
+                },
+            ],
+            net: None,
+            vsock: Some(VmVsock {
+                cid: GUEST_CID,
+                uds_base: base,
+            }),
+            console: Box::new(console),
+            quiet: true,
+            trace: None,
+        })
+        .map_err(|e| SandboxError::Other(crate::util::error_chain(&e)))?;
+        let setup_ms = vm.boot.setup().as_secs_f64() * 1e3;
+
+        // Wait for the agent to call home, or for the VM to die trying.
+        let deadline = Instant::now() + AGENT_TIMEOUT;
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(end) = vm.wait(Some(Duration::from_millis(5))) {
+                return Err(vm_died(&end, &cfg.console_log));
+            }
+            if Instant::now() > deadline {
+                vm.power_off();
+                return Err(SandboxError::Other(format!(
+                    "the guest agent did not start within {} s (console: {})",
+                    AGENT_TIMEOUT.as_secs(),
+                    cfg.console_log.display()
+                )));
+            }
+        };
+        drop(listener);
+        let _ = std::fs::remove_file(&agent_path);
+        stream.set_nonblocking(false)?;
+        let mut reader = stream.try_clone()?;
+        let ready = protocol::read_frame(&mut reader)?
+            .ok_or_else(|| SandboxError::Other("the agent hung up".into()))?;
+        let kernel = match protocol::parse_json::<AgentMsg>(&ready.2)? {
+            AgentMsg::Ready { version, kernel } if version == protocol::VERSION => kernel,
+            AgentMsg::Ready { version, .. } => {
+                vm.power_off();
+                return Err(SandboxError::Other(format!(
+                    "the guest agent speaks protocol {version}, this twinbox {}: rebuild the agent initramfs",
+                    protocol::VERSION
+                )));
+            }
+            other => {
+                vm.power_off();
+                return Err(SandboxError::Other(format!(
+                    "unexpected agent greeting: {other:?}"
+                )));
+            }
+        };
+        let boot_ms = vm.boot.guest_boot().map(|d| d.as_secs_f64() * 1e3);
+
+        let conn = Arc::new(Conn {
+            writer: Mutex::new(stream),
+            routes: Mutex::new(HashMap::new()),
+            next: AtomicU32::new(1),
+            closed: Mutex::new(false),
+            closed_cv: Condvar::new(),
+        });
+        {
+            let c = conn.clone();
+            std::thread::spawn(move || c.dispatch(reader));
+        }
+        let p = &cfg.spec.process;
+        let (io, out_w, err_w, in_r) = stdio_pipes(p.tty, p.stdin)?;
+        let (tx, rx) = channel();
+        conn.route(
+            0,
+            Route::Process {
+                stdout: Some(out_w),
+                stderr: err_w,
+                control: tx,
+            },
+        );
+        conn.send(
+            0,
+            &HostMsg::Start {
+                spec: cfg.spec.clone(),
+                etc: cfg.etc.clone(),
+            },
+        )?;
+        let arg0 = p.args.first().cloned().unwrap_or_default();
+        match rx.recv_timeout(AGENT_TIMEOUT) {
+            Ok(AgentMsg::Started { .. }) => {}
+            Ok(other) => {
+                let e = start_failure(other, &arg0);
+                let _ = conn.send(0, &HostMsg::Bye);
+                if vm.wait(Some(Duration::from_secs(5))).is_none() {
+                    vm.power_off();
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                vm.power_off();
+                return Err(SandboxError::Other(
+                    "the guest agent did not start the workload".into(),
+                ));
+            }
+        }
+        if let Some(r) = in_r {
+            forward_stdin(conn.clone(), 0, r);
+        }
+        Ok((
+            VmSandbox {
+                vm,
+                conn,
+                main: Mutex::new(rx),
+                exit: Mutex::new(None),
+                run_dir: cfg.run_dir,
+                mem_bytes,
+                boot_ms,
+                setup_ms,
+                agent_kernel: kernel,
+            },
+            io,
+        ))
+    }
+
+    fn request(&self, msg: HostMsg) -> Result<Receiver<AgentMsg>, SandboxError> {
+        let id = self.conn.next.fetch_add(1, Ordering::SeqCst);
+        let (tx, rx) = channel();
+        self.conn.route(id, Route::Control(tx));
+        self.conn.send(id, &msg)?;
+        Ok(rx)
+    }
+}
+
+fn vm_died(end: &VmEnd, console: &std::path::Path) -> SandboxError {
+    match end {
+        VmEnd::InternalError { .. } if super::is_pvm_host() => {
+            SandboxError::Unsupported(VmmError::PvmHost.to_string())
+        }
+        other => SandboxError::Other(format!(
+            "the microVM stopped before its agent started ({other:?}); see {}",
+            console.display()
+        )),
+    }
+}
+
+impl Sandbox for VmSandbox {
+    fn pid(&self) -> i32 {
+        std::process::id() as i32
+    }
+
+    fn wait(&self) -> ExitInfo {
+        let rx = self.main.lock().unwrap_or_else(|e| e.into_inner());
+        let info = loop {
+            match rx.recv() {
+                Ok(AgentMsg::Exited { code, oom_killed }) => break ExitInfo { code, oom_killed },
+                Ok(_) => {}
+                // The agent's connection ended without an exit: the VM died or was
+                // powered off.
+                Err(_) => {
+                    break self
+                        .exit
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .unwrap_or(ExitInfo {
+                            code: 137,
+                            oom_killed: false,
+                        })
+                }
+            }
+        };
+        *self.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(info);
+        let _ = self.conn.send(0, &HostMsg::Bye);
+        if self.vm.wait(Some(Duration::from_secs(5))).is_none() {
+            self.vm.power_off();
+            let _ = self.vm.wait(Some(Duration::from_secs(5)));
+        }
+        info
+    }
+
+    fn signal(&self, sig: i32) -> Result<(), SandboxError> {
+        self.conn.send(0, &HostMsg::Signal { signal: sig })?;
+        Ok(())
+    }
+
+    fn kill(&self) -> Result<(), SandboxError> {
+        {
+            let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());
+            if g.is_none() {
+                *g = Some(ExitInfo {
+                    code: 137,
+                    oom_killed: false,
+                });
+            }
+        }
+        self.vm.resume();
+        self.vm.power_off();
+        // Closing our side ends the dispatcher, which ends `wait`.
+        let w = self.conn.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = w.shutdown(std::net::Shutdown::Both);
+        Ok(())
+    }
+
+    fn pause(&self) -> Result<(), SandboxError> {
+        self.vm
+            .pause()
+            .map_err(|e| SandboxError::Other(e.to_string()))
+    }
+
+    fn resume(&self) -> Result<(), SandboxError> {
+        self.vm.resume();
+        Ok(())
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let _ = self.conn.send(0, &HostMsg::Resize { rows, cols });
+    }
+
+    fn exec(&self, p: &crate::spec::ProcessSpec) -> Result<Box<dyn ExecProcess>, SandboxError> {
+        let id = self.conn.next.fetch_add(1, Ordering::SeqCst);
+        let (io, out_w, err_w, in_r) = stdio_pipes(p.tty, p.stdin)?;
+        let (tx, rx) = channel();
+        self.conn.route(
+            id,
+            Route::Process {
+                stdout: Some(out_w),
+                stderr: err_w,
+                control: tx,
+            },
+        );
+        self.conn.send(id, &HostMsg::Exec { process: p.clone() })?;
+        let arg0 = p.args.first().cloned().unwrap_or_default();
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(AgentMsg::Started { .. }) => {}
+            Ok(other) => return Err(start_failure(other, &arg0)),
+            Err(_) => return Err(SandboxError::Other("the guest agent did not answer".into())),
+        }
+        if let Some(r) = in_r {
+            forward_stdin(self.conn.clone(), id, r);
+        }
+        Ok(Box::new(VmExec {
+            io: Some(io),
+            rx: Mutex::new(rx),
+            conn: self.conn.clone(),
+            stream: id,
+        }))
+    }
+
+    fn copy_out(&self, path: &str, out: &mut (dyn Write + Send)) -> Result<(), SandboxError> {
+        let id = self.conn.next.fetch_add(1, Ordering::SeqCst);
+        let (dtx, drx) = channel();
+        let (ctx, crx) = channel();
+        self.conn.route(
+            id,
+            Route::Copy {
+                data: Some(dtx),
+                control: ctx,
+            },
+        );
+        self.conn
+            .send(id, &HostMsg::CopyOut { path: path.into() })?;
+        while let Ok(chunk) = drx.recv() {
+            out.write_all(&chunk)?;
+        }
+        match crx.recv_timeout(Duration::from_secs(60)) {
+            Ok(AgentMsg::CopyDone) => Ok(()),
+            Ok(AgentMsg::CopyFailed { message }) => Err(SandboxError::Other(message)),
+            _ => Err(SandboxError::Other(
+                "the guest agent did not finish the copy".into(),
+            )),
+        }
+    }
+
+    fn copy_in(&self, path: &str, input: &mut (dyn Read + Send)) -> Result<(), SandboxError> {
+        let id = self.conn.next.fetch_add(1, Ordering::SeqCst);
+        let (ctx, crx) = channel();
+        self.conn.route(
+            id,
+            Route::Copy {
+                data: None,
+                control: ctx,
+            },
+        );
+        self.conn.send(id, &HostMsg::CopyIn { path: path.into() })?;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            self.conn.send_data(Kind::Data, id, &buf[..n])?;
+        }
+        self.conn.send_data(Kind::DataEof, id, &[])?;
+        match crx.recv_timeout(Duration::from_secs(60)) {
+            Ok(AgentMsg::CopyDone) => Ok(()),
+            Ok(AgentMsg::CopyFailed { message }) => Err(SandboxError::Other(message)),
+            _ => Err(SandboxError::Other(
+                "the guest agent did not finish the copy".into(),
+            )),
+        }
+    }
+
+    fn top(&self) -> Result<Vec<TopRow>, SandboxError> {
+        let rx = self.request(HostMsg::Top)?;
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(AgentMsg::Top { rows }) => Ok(rows),
+            _ => Err(SandboxError::Other("the guest agent did not answer".into())),
+        }
+    }
+
+    fn stats(&self) -> Result<SandboxStats, SandboxError> {
+        // Host view: the VMM (this monitor) is what the microVM costs the host.
+        let me = std::process::id() as i32;
+        let stat = std::fs::read_to_string(format!("/proc/{me}/stat"))?;
+        let st = crate::util::proc::parse_stat(&stat)
+            .ok_or_else(|| SandboxError::Other("cannot read /proc/self/stat".into()))?;
+        let tps = crate::util::proc::ticks_per_second();
+        Ok(SandboxStats {
+            memory_bytes: crate::util::proc::rss_bytes(me).unwrap_or(0),
+            memory_limit: Some(self.mem_bytes),
+            cpu_usage_ns: (st.utime + st.stime) * 1_000_000_000 / tps,
+            pids: self.vm.vcpu_count() as u64,
+        })
+    }
+
+    fn cleanup(&self) {
+        self.vm.power_off();
+        let _ = self.vm.wait(Some(Duration::from_secs(5)));
+        let _ = std::fs::remove_file(self.run_dir.join("vsock"));
+    }
+}

@@ -173,6 +173,9 @@ pub struct LogsArgs {
     /// Show timestamps
     #[arg(short = 't', long)]
     timestamps: bool,
+    /// Show the guest kernel's console log (vm containers) instead of the workload's output
+    #[arg(long)]
+    details: bool,
     container: String,
 }
 
@@ -393,6 +396,10 @@ pub fn wait(engine: &Engine, r: Refs) -> Result<i32, EngineError> {
 }
 
 pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32, EngineError> {
+    if a.details {
+        print!("{}", engine.console_log(&a.container)?);
+        return Ok(0);
+    }
     let tail = match a.tail.as_deref() {
         None | Some("all") => None,
         Some(n) => Some(n.parse::<usize>().map_err(|_| {

@@ -207,6 +207,13 @@ impl Engine {
         }
     }
 
+    /// The guest kernel's serial console (vm containers; empty for process ones).
+    pub fn console_log(&self, reference: &str) -> Result<String, EngineError> {
+        let rec = self.get(reference)?;
+        let p = self.paths.container_dir(&rec.id).join("console.log");
+        Ok(std::fs::read_to_string(p).unwrap_or_default())
+    }
+
     /// `cp` in either direction.
     pub fn copy(&self, src: &CopyTarget, dst: &CopyTarget) -> Result<(), EngineError> {
         match (src, dst) {

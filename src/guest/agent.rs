@@ -10,7 +10,9 @@ use super::protocol::{self, AgentMsg, HostMsg, Kind};
 use crate::launch::reaper::Reaper;
 use crate::launch::rootfs::{self, RootfsPlan};
 use crate::launch::stdio::make_stdio;
-use crate::launch::{caps, pipe, read_report, set_winsize, setup_to_error, workload, SetupError};
+use crate::launch::{
+    caps, fork_in, pipe, read_report, set_winsize, setup_to_error, workload, PidNs, SetupError,
+};
 use crate::sandbox::ExitInfo;
 use crate::spec::{NetworkMode, ProcessSpec, SandboxSpec};
 use nix::mount::{mount, MsFlags};
@@ -156,6 +158,7 @@ fn run() -> io::Result<()> {
         reaper: Reaper::start(),
         cap_last: caps::last_cap(),
         oom_base: oom_kills(),
+        workload: Mutex::new(None),
     });
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
@@ -184,6 +187,7 @@ struct Agent {
     reaper: Reaper,
     cap_last: u32,
     oom_base: u64,
+    workload: Mutex<Option<i32>>,
 }
 
 impl Agent {
@@ -282,7 +286,10 @@ impl Agent {
                 }
             }
             HostMsg::Top => {
-                let rows = top_rows();
+                let ns = self
+                    .workload_pid()
+                    .and_then(|p| std::fs::read_link(format!("/proc/{p}/ns/pid")).ok());
+                let rows = top_rows(ns.as_deref());
                 let _ = self.send(stream, &AgentMsg::Top { rows });
             }
             HostMsg::CopyOut { path } => {
@@ -296,7 +303,7 @@ impl Agent {
 
     /// Start a process in the container root and stream its stdio on `stream`.
     fn spawn(self: &Arc<Self>, stream: u32, p: &ProcessSpec, is_workload: bool) {
-        match self.try_spawn(stream, p) {
+        match self.try_spawn(stream, p, is_workload) {
             Err(e) => {
                 let _ = self.send(
                     stream,
@@ -362,11 +369,23 @@ impl Agent {
         }
     }
 
+    /// The workload's pid, while it runs.
+    fn workload_pid(&self) -> Option<i32> {
+        *self.workload.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The workload's namespace file `kind` (pid, mnt), while it runs.
+    fn workload_ns(&self, kind: &str) -> Option<File> {
+        self.workload_pid()
+            .and_then(|pid| File::open(format!("/proc/{pid}/ns/{kind}")).ok())
+    }
+
     #[allow(clippy::type_complexity)]
     fn try_spawn(
         self: &Arc<Self>,
         stream: u32,
         p: &ProcessSpec,
+        is_workload: bool,
     ) -> Result<
         (
             i32,
@@ -377,26 +396,27 @@ impl Agent {
     > {
         let (host_stdio, child_stdio) = make_stdio(p)?;
         let (rep_r, rep_w) = pipe()?;
-        // SAFETY: fork; the child only chroots and runs the launch steps (allocator made
-        // fork-safe by glibc, no std locks) before execve or _exit.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error().into());
-        }
-        if pid == 0 {
-            drop(rep_r);
-            let e = match enter_root() {
+        let cap_last = self.cap_last;
+        // The workload is PID 1 of a new pid namespace with its own /proc, as under
+        // Docker; an exec joins its namespaces.
+        let (ns, mnt) = if is_workload {
+            (PidNs::New, None)
+        } else {
+            match (self.workload_ns("pid"), self.workload_ns("mnt")) {
+                (Some(pid), Some(mnt)) => (PidNs::Join(pid), Some(mnt)),
+                _ => (PidNs::Inherit, None),
+            }
+        };
+        let pid = fork_in(ns, move || {
+            let e = match enter_container(is_workload, mnt.as_ref()) {
                 Err(e) => e,
-                Ok(()) => workload::exec_workload(p, child_stdio, self.cap_last, false),
+                Ok(()) => workload::exec_workload(p, child_stdio, cap_last, false),
             };
             workload::report(rep_w.as_raw_fd(), &e);
-            // SAFETY: leave the forked child without running the parent's destructors.
-            unsafe { libc::_exit(126) };
-        }
+            126
+        })?;
         self.reaper.forked();
         let rx = self.reaper.subscribe(pid);
-        drop(rep_w);
-        drop(child_stdio);
         let stdio = host_stdio.finish();
         if let Some(e) = read_report(rep_r) {
             let _ = rx.recv();
@@ -406,6 +426,9 @@ impl Agent {
             ));
         }
         let (mut io, master) = stdio?;
+        if is_workload {
+            *self.workload.lock().unwrap_or_else(|e| e.into_inner()) = Some(pid);
+        }
         self.procs.lock().unwrap_or_else(|e| e.into_inner()).insert(
             stream,
             Proc {
@@ -417,37 +440,38 @@ impl Agent {
         Ok((pid, io, rx))
     }
 
-    /// Run `f` in a child chrooted into the container root, with pipes to and from it.
+    /// Run `f` in a child inside the container (its mount namespace and root), with
+    /// pipes to and from it.
     fn in_root<F>(&self, f: F) -> io::Result<(i32, Option<File>, Option<File>, File)>
     where
-        F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()>,
+        F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()> + Send,
     {
         let (in_r, in_w) = pipe().map_err(io::Error::other)?;
         let (out_r, out_w) = pipe().map_err(io::Error::other)?;
         let (err_r, err_w) = pipe().map_err(io::Error::other)?;
-        // SAFETY: fork; the child chroots, runs `f` and exits.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if pid == 0 {
-            drop(in_w);
-            drop(out_r);
-            drop(err_r);
+        let mnt = self.workload_ns("mnt");
+        let in_w_fd = in_w.as_raw_fd();
+        let out_r_fd = out_r.as_raw_fd();
+        let err_r_fd = err_r.as_raw_fd();
+        let pid = fork_in(PidNs::Inherit, move || {
+            // The parent's ends must not stay open here.
+            for fd in [in_w_fd, out_r_fd, err_r_fd] {
+                // SAFETY: closing this child's copies of the parent's fds.
+                unsafe { libc::close(fd) };
+            }
             let (mut r, mut w, mut ew) = (in_r, out_w, err_w);
-            let res = enter_root()
+            let res = enter_container(false, mnt.as_ref())
                 .map_err(|e| io::Error::from_raw_os_error(e.errno))
                 .and_then(|_| f(&mut r, &mut w));
-            let code = match res {
+            match res {
                 Ok(()) => 0,
                 Err(e) => {
                     let _ = write!(ew, "{e}");
                     1
                 }
-            };
-            // SAFETY: leave the forked child without running the parent's destructors.
-            unsafe { libc::_exit(code) };
-        }
+            }
+        })
+        .map_err(io::Error::other)?;
         self.reaper.forked();
         Ok((pid, Some(in_w), Some(out_r), err_r))
     }
@@ -531,8 +555,35 @@ fn schedule_power_off(after: Duration) {
     });
 }
 
-/// In a forked child: make the container root this process's root.
-fn enter_root() -> Result<(), SetupError> {
+/// In a forked child: enter the container. The workload gets a new mount namespace
+/// with a /proc of its new pid namespace; others join the workload's mount namespace.
+/// Then the container root becomes the root.
+fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupError> {
+    if is_workload {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| SetupError::new("mount namespace", io::Error::from(e)))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .map_err(|e| SetupError::new("make / private", io::Error::from(e)))?;
+        let proc_dir = format!("{ROOT}/proc");
+        mount(
+            Some("proc"),
+            proc_dir.as_str(),
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            None::<&str>,
+        )
+        .map_err(|e| SetupError::new("mount /proc", io::Error::from(e)))?;
+        rootfs::mask_and_protect(Path::new(ROOT))?;
+    } else if let Some(m) = mnt {
+        nix::sched::setns(m, nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| SetupError::new("enter the mount namespace", io::Error::from(e)))?;
+    }
     nix::unistd::chroot(ROOT).map_err(|e| SetupError::new("chroot", io::Error::from(e)))?;
     nix::unistd::chdir("/").map_err(|e| SetupError::new("chdir /", io::Error::from(e)))?;
     Ok(())
@@ -596,8 +647,9 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
     Ok(())
 }
 
-/// Every guest process but the agent and kernel threads.
-fn top_rows() -> Vec<crate::sandbox::TopRow> {
+/// The processes in pid namespace `ns` (every guest process but the agent and kernel
+/// threads if None).
+fn top_rows(ns: Option<&Path>) -> Vec<crate::sandbox::TopRow> {
     let pids: Vec<i32> = std::fs::read_dir("/proc")
         .map(|rd| {
             rd.flatten()
@@ -607,6 +659,12 @@ fn top_rows() -> Vec<crate::sandbox::TopRow> {
                     std::fs::read(format!("/proc/{p}/cmdline"))
                         .map(|c| !c.is_empty())
                         .unwrap_or(false)
+                })
+                .filter(|p| match ns {
+                    Some(ns) => std::fs::read_link(format!("/proc/{p}/ns/pid"))
+                        .map(|l| l == ns)
+                        .unwrap_or(false),
+                    None => true,
                 })
                 .collect()
         })

@@ -73,3 +73,50 @@ pub fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
     // SAFETY: TIOCSWINSZ reads a winsize that lives across the call.
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
+
+/// Which pid namespace a forked child is born in.
+pub enum PidNs {
+    /// The caller's.
+    Inherit,
+    /// A new one: the child is its PID 1.
+    New,
+    /// An existing one (the fd of /proc/PID/ns/pid).
+    Join(File),
+}
+
+/// Fork a child that runs `in_child` and exits with its return value.
+///
+/// The fork happens on a short-lived helper thread, which first enters (or creates) the
+/// pid namespace: that changes only the helper's `pid_for_children`, so the caller's
+/// threads are unaffected, and it works in a multithreaded process. The child is a copy
+/// of the helper thread alone and never returns from here. Returns the child's pid as
+/// the caller sees it.
+pub fn fork_in(ns: PidNs, in_child: impl FnOnce() -> i32 + Send) -> Result<i32, SandboxError> {
+    std::thread::scope(|s| {
+        s.spawn(move || -> Result<i32, SandboxError> {
+            let entered = match &ns {
+                PidNs::Inherit => Ok(()),
+                PidNs::New => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID),
+                PidNs::Join(f) => nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWPID),
+            };
+            entered.map_err(|e| SandboxError::Setup {
+                step: "enter the pid namespace".into(),
+                source: e.into(),
+            })?;
+            // SAFETY: fork from this thread; the child only runs `in_child` (launch set-up:
+            // the allocator is made fork-safe by glibc, no std locks) and then _exits.
+            match unsafe { libc::fork() } {
+                -1 => Err(SandboxError::Io(io::Error::last_os_error())),
+                0 => {
+                    let code = in_child();
+                    // SAFETY: leave the forked child without unwinding into the parent's
+                    // thread machinery.
+                    unsafe { libc::_exit(code) }
+                }
+                pid => Ok(pid),
+            }
+        })
+        .join()
+        .unwrap_or_else(|_| Err(SandboxError::Other("fork thread panicked".into())))
+    })
+}

@@ -58,37 +58,6 @@ impl ExecProcess for Exec {
     }
 }
 
-/// Fork from a helper thread that has entered `pid`'s pid namespace, so the child is
-/// born inside it. The child runs `in_child` (in the helper thread's context, the only
-/// thread it has) and never returns; the parent gets the child's host pid.
-fn fork_into_pidns(
-    pidns: File,
-    in_child: impl FnOnce() -> i32 + Send,
-) -> Result<i32, SandboxError> {
-    std::thread::scope(|s| {
-        s.spawn(move || -> Result<i32, SandboxError> {
-            setns(&pidns, CloneFlags::CLONE_NEWPID).map_err(|e| SandboxError::Setup {
-                step: "enter the pid namespace".into(),
-                source: e.into(),
-            })?;
-            // SAFETY: fork from this thread; the child only runs `in_child`, which does
-            // the exec set-up (allocator made fork-safe by glibc, no std locks) and exits.
-            match unsafe { libc::fork() } {
-                -1 => Err(SandboxError::Io(io::Error::last_os_error())),
-                0 => {
-                    let code = in_child();
-                    // SAFETY: leave the forked child without unwinding into the parent's
-                    // thread machinery.
-                    unsafe { libc::_exit(code) }
-                }
-                pid => Ok(pid),
-            }
-        })
-        .join()
-        .unwrap_or_else(|_| Err(SandboxError::Other("fork thread panicked".into())))
-    })
-}
-
 pub fn exec(
     pid: i32,
     cgroup: &dyn CgroupManager,
@@ -106,7 +75,7 @@ pub fn exec(
     let (rep_r, rep_w) = pipe()?;
     let go_w_fd = go_w.as_raw_fd();
     let child_fds = (go_r, rep_w);
-    let child = fork_into_pidns(pidns, move || {
+    let child = crate::launch::fork_in(crate::launch::PidNs::Join(pidns), move || {
         // The parent's end of the go pipe must not stay open in the child.
         // SAFETY: closing our copy of an fd owned by the parent's File.
         unsafe { libc::close(go_w_fd) };

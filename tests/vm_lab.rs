@@ -1,0 +1,154 @@
+//! The vm backend end to end. On a host whose /dev/kvm can run a standard guest these
+//! scenarios would run natively; on these machines (PVM, see LAB.md) they run inside
+//! `twinbox lab`, an emulated machine with AMD-V. They need qemu-system-x86_64 and the
+//! guest kernel (kernel-config/build.sh), which scripts/setup.sh installs and builds; a
+//! missing piece fails the test with a message saying which.
+
+mod common;
+use common::*;
+
+/// One lab boot at a time: each emulated machine takes a whole core.
+fn lab_lock() -> twinbox::util::fs::Lock {
+    twinbox::util::fs::Lock::exclusive(std::path::Path::new("/tmp/twinbox-lab-tests.lock")).unwrap()
+}
+
+/// Run a shell script in the lab; returns (stdout, stderr, exit code).
+fn lab(script: &str) -> (String, String, i32) {
+    require_root();
+    let _l = lab_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.sh");
+    std::fs::write(&path, format!("set -u\n{script}")).unwrap();
+    let o = std::process::Command::new(bin())
+        .args(["lab", "--timeout", "600", "--script"])
+        .arg(&path)
+        .output()
+        .expect("spawn twinbox lab");
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !err.contains("was not found") && !err.contains("no guest kernel"),
+        "the lab cannot run here: {err}"
+    );
+    (out, err, o.status.code().unwrap_or(-1))
+}
+
+/// The value printed after `key=` on its own line.
+fn field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in output:\n{out}"))
+}
+
+#[test]
+fn vm_runs_its_own_kernel_and_reports_exit_codes() {
+    let (out, err, code) = lab(r#"
+echo "l1kernel=$(uname -r)"
+echo "guestkernel=$(twinbox run --rm --isolation vm busybox uname -r)"
+twinbox run --rm --isolation vm busybox sh -c 'exit 7'; echo "exit7=$?"
+echo "stdin=$(echo hi | twinbox run -i --rm --isolation vm busybox cat)"
+twinbox run --rm --isolation vm busybox nosuchcmd 2>/dev/null; echo "missing=$?"
+echo "pid=$(twinbox run --rm --isolation vm busybox sh -c 'echo $$')"
+echo "tty=$(twinbox run --rm -t --isolation vm busybox tty | tr -d '\r')"
+echo "user=$(twinbox run --rm -u nobody -w /srv -e K=v --isolation vm busybox sh -c 'echo $(id -u) $(pwd) $K')"
+echo "host=$(twinbox run --rm -h vmhost --isolation vm busybox hostname)"
+echo "out=[$(twinbox run --rm --isolation vm busybox echo only-this)]"
+echo "mem=$(twinbox run --rm --memory 128m --cpus 2 --isolation vm busybox sh -c 'grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2; nproc' | tr '\n' ' ')"
+echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let guest = field(&out, "guestkernel");
+    assert!(!guest.is_empty());
+    assert_ne!(guest, field(&out, "l1kernel"), "the VM has its own kernel");
+    assert_eq!(field(&out, "exit7"), "7");
+    assert_eq!(field(&out, "stdin"), "hi");
+    assert_eq!(field(&out, "missing"), "127");
+    assert_eq!(
+        field(&out, "pid"),
+        "1",
+        "the workload is PID 1 of its own namespace"
+    );
+    assert_eq!(field(&out, "tty"), "/dev/pts/0");
+    assert_eq!(field(&out, "user"), "65534 /srv v");
+    assert_eq!(field(&out, "host"), "vmhost");
+    assert_eq!(
+        field(&out, "out"),
+        "[only-this]",
+        "the kernel log must not leak into the workload's output"
+    );
+    let mem: Vec<u64> = field(&out, "mem")
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        mem[0] > 90_000 && mem[0] <= 131_072,
+        "guest RAM follows --memory: {mem:?}"
+    );
+    assert_eq!(mem[1], 2, "--cpus sets the vCPU count");
+    assert_eq!(field(&out, "left"), "0", "--rm leaves nothing");
+}
+
+#[test]
+fn vm_lifecycle_like_the_process_backend() {
+    let (out, err, code) = lab(r#"
+twinbox run -d --name v1 --isolation vm busybox sh -c 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done' >/dev/null
+n=0; while [ "$(twinbox logs v1 | wc -l)" -lt 3 ] && [ $n -lt 100 ]; do sleep 0.2; n=$((n+1)); done
+echo "state=$(twinbox ps --format '{{.Names}}:{{.State}}:{{.Isolation}}')"
+echo "logs=$(twinbox logs --tail 1 v1 | cut -d' ' -f1)"
+twinbox exec v1 sh -c 'echo written-in-vm > /tmp/f'; echo "execrc=$?"
+echo "readback=$(twinbox exec v1 cat /tmp/f)"
+twinbox exec v1 sh -c 'exit 5'; echo "exec5=$?"
+twinbox cp v1:/tmp/f /tmp/copied && echo "cpout=$(cat /tmp/copied)"
+mkdir -p /tmp/d/sub && echo deep > /tmp/d/sub/x && twinbox cp /tmp/d v1:/tmp/in && echo "cpin=$(twinbox exec v1 cat /tmp/in/sub/x)"
+echo "top=$(twinbox top v1 | grep -c 'sh -c i=0')"
+twinbox pause v1 >/dev/null
+echo "paused=$(twinbox ps --format '{{.State}}')"
+a=$(twinbox logs v1 | wc -l); sleep 2; b=$(twinbox logs v1 | wc -l); echo "progress-while-paused=$((b-a))"
+twinbox unpause v1 >/dev/null
+sleep 1; c=$(twinbox logs v1 | wc -l); echo "progress-after-unpause=$((c-b))"
+twinbox run -d --name v2 --isolation vm busybox sleep 300 >/dev/null
+echo "running=$(twinbox ps -q | wc -l)"
+echo "v2=$(twinbox exec v2 echo alive)"
+twinbox stop -t 2 v1 >/dev/null
+echo "stopped=$(twinbox inspect v1 | grep -m1 '"Status"' | tr -d ' ",' | cut -d: -f2) code=$(twinbox inspect v1 | grep ExitCode | tr -d ' ,' | cut -d: -f2)"
+echo "logs-after-exit=$(twinbox logs v1 | grep -c tick)"
+twinbox rm v1 >/dev/null; twinbox rm -f v2 >/dev/null
+echo "afterrm=$(twinbox ps -a -q | wc -l) $(ls /var/lib/twinbox/containers | wc -l) $(ls /run/twinbox | wc -l)"
+twinbox run --rm --isolation vm busybox cat /tmp/f 2>/dev/null; echo "fresh=$?"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(field(&out, "state"), "v1:running:vm");
+    assert_eq!(field(&out, "logs"), "tick");
+    assert_eq!(field(&out, "execrc"), "0");
+    assert_eq!(field(&out, "readback"), "written-in-vm");
+    assert_eq!(field(&out, "exec5"), "5");
+    assert_eq!(field(&out, "cpout"), "written-in-vm");
+    assert_eq!(field(&out, "cpin"), "deep");
+    assert_eq!(field(&out, "top"), "1");
+    assert_eq!(field(&out, "paused"), "paused");
+    assert_eq!(
+        field(&out, "progress-while-paused"),
+        "0",
+        "a paused VM made progress"
+    );
+    assert!(
+        field(&out, "progress-after-unpause")
+            .parse::<i32>()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(field(&out, "running"), "2", "two VMs at once");
+    assert_eq!(field(&out, "v2"), "alive");
+    assert_eq!(
+        field(&out, "stopped"),
+        "exited code=137",
+        "sh as PID 1 ignores SIGTERM: killed after the grace period, as under process isolation"
+    );
+    assert!(field(&out, "logs-after-exit").parse::<i32>().unwrap() > 3);
+    assert_eq!(field(&out, "afterrm"), "0 0 0", "rm leaves nothing");
+    assert_eq!(
+        field(&out, "fresh"),
+        "1",
+        "a file written in a removed VM is gone"
+    );
+}

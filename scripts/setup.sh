@@ -1,18 +1,30 @@
 #!/usr/bin/env bash
-# Install what twinbox needs on a Debian/Ubuntu machine and build it (idempotent).
+# Install what twinbox needs on a Debian/Ubuntu machine, build it, and build the guest
+# kernel (idempotent; the kernel is cached by content hash under /var/cache/twinbox).
 # Usage: sudo scripts/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-need_pkgs=()
-for p in busybox-static util-linux e2fsprogs iproute2 gcc ca-certificates curl; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$p")
+# busybox-static: the built-in image; e2fsprogs: VM disks; util-linux: `script` for the
+# terminal tests; qemu-system-x86 + kmod: the lab; the rest builds twinbox and the kernel.
+want=(busybox-static util-linux e2fsprogs iproute2 gcc libc6-dev ca-certificates curl
+      qemu-system-x86 kmod xz-utils make bc bison flex libelf-dev linux-source-6.1)
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#need_pkgs[@]})); then
-    echo "setup: installing ${need_pkgs[*]}"
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    extra=()
+    # Some machines carry qemu-utils 10.x from bookworm-backports, which Breaks bookworm's
+    # qemu-system-common 7.2 (apt would silently remove qemu-img): take bookworm's too.
+    v=$(dpkg-query -W -f='${Version}' qemu-utils 2>/dev/null || true)
+    if [[ -n $v ]] && dpkg --compare-versions "$v" ge 1:8 && [[ " ${missing[*]} " == *" qemu-system-x86 "* ]]; then
+        extra=(--allow-downgrades qemu-utils/bookworm)
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" "${extra[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
@@ -27,4 +39,6 @@ fi
 
 echo "setup: building twinbox (release)"
 cargo build --release --quiet
-echo "setup: twinbox is at target/x86_64-unknown-linux-gnu/release/twinbox"
+echo "setup: guest kernel"
+kernel-config/build.sh >/dev/null
+echo "setup: done: target/x86_64-unknown-linux-gnu/release/twinbox"

@@ -36,11 +36,9 @@ pub fn filter_entry(e: &mut kvm_cpuid_entry2, id: u8, count: u8, tsc_deadline: b
                 e.ecx |= ECX_TSC_DEADLINE;
             }
         }
-        LEAF_CACHE_PARAMS => {
-            if e.eax & 0x1f != 0 {
-                let cores = u32::from(count - 1) & 0x3f;
-                e.eax = (e.eax & !(0x3f << 26)) | (cores << 26);
-            }
+        LEAF_CACHE_PARAMS if e.eax & 0x1f != 0 => {
+            let cores = u32::from(count - 1) & 0x3f;
+            e.eax = (e.eax & !(0x3f << 26)) | (cores << 26);
         }
         LEAF_POWER => e.ecx &= !ECX_EPB,
         LEAF_PMU => {

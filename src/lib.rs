@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod cli;
 pub mod engine;
+pub mod explain;
 pub mod guest;
 pub mod image;
 pub mod lab;

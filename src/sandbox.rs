@@ -9,6 +9,27 @@ use std::fs::File;
 use std::io::{Read, Write};
 use thiserror::Error;
 
+/// Called as each start-up step completes: (step, duration). Drives `--explain` and
+/// the phase columns of `compare`.
+pub type Trace = std::sync::Arc<dyn Fn(&str, std::time::Duration) + Send + Sync>;
+
+/// What a finished sandbox cost, recorded by the monitor.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Metrics {
+    /// Start-up steps and their durations, in order (milliseconds).
+    pub phases: Vec<(String, f64)>,
+    /// CPU time of the monitor process (for vm: includes the vCPU threads).
+    pub monitor_cpu_ms: f64,
+    /// Peak RSS of the monitor process (for vm: the VMM, guest pages it touched included).
+    pub monitor_max_rss: u64,
+    /// CPU time and peak RSS of the workload's processes (process backend).
+    pub workload_cpu_ms: f64,
+    pub workload_max_rss: u64,
+    /// Guest RAM size and how much of it was resident at the end (vm).
+    pub guest_ram: Option<u64>,
+    pub guest_resident: Option<u64>,
+}
+
 /// The host side of a process's stdio.
 pub struct WorkloadIo {
     /// Write end of the process's stdin (None when stdin is not kept open).
@@ -59,6 +80,9 @@ pub struct TopRow {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct SandboxStats {
     pub memory_bytes: u64,
+    /// Peak memory of the workload (process: the cgroup's peak; vm: the VMM's RSS).
+    #[serde(default)]
+    pub memory_peak: u64,
     pub memory_limit: Option<u64>,
     pub cpu_usage_ns: u64,
     pub pids: u64,
@@ -131,6 +155,10 @@ pub trait Sandbox: Send + Sync {
     fn stats(&self) -> Result<SandboxStats, SandboxError>;
     /// Release everything the sandbox holds on the host (after it ended).
     fn cleanup(&self);
+    /// Guest RAM size and resident bytes (vm only).
+    fn guest_memory(&self) -> Option<(u64, u64)> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -97,6 +97,9 @@ pub struct RunArgs {
     /// Run in the background and print the container id
     #[arg(short = 'd', long)]
     detach: bool,
+    /// Print each start-up step as it happens, with its cost and what it does
+    #[arg(long)]
+    explain: bool,
     #[command(flatten)]
     create: CreateArgs,
 }
@@ -245,8 +248,16 @@ pub fn each(
     Ok(code)
 }
 
-pub fn run(engine: &Engine, a: RunArgs) -> Result<i32, EngineError> {
+pub fn run(engine: &mut Engine, a: RunArgs) -> Result<i32, EngineError> {
     let opts = a.create.options();
+    if a.explain {
+        eprintln!(
+            "twinbox: starting {} under {} isolation:",
+            opts.image,
+            opts.isolation.unwrap_or_default()
+        );
+        engine.on_phase = Some(Box::new(crate::explain::print_step));
+    }
     let (rec, code) = engine.run(&opts, a.detach)?;
     if a.detach {
         println!("{}", rec.id);

@@ -51,7 +51,7 @@ pub fn lab(a: LabArgs) -> Result<i32, EngineError> {
             ))
         }
     };
-    crate::lab::run(&LabRun {
+    let out = crate::lab::run(&LabRun {
         what,
         cpu: a.cpu,
         mem_mib: a.mem,
@@ -60,5 +60,9 @@ pub fn lab(a: LabArgs) -> Result<i32, EngineError> {
         console: a.console,
         cache: a.cache,
     })
-    .map_err(|e| EngineError::Invalid(e.to_string()))
+    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(&out.stdout);
+    let _ = std::io::stderr().write_all(&out.stderr);
+    Ok(out.code)
 }

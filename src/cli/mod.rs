@@ -1,6 +1,7 @@
 //! The command line: clap definitions and printing. Everything it does goes through
 //! the engine.
 
+mod compare;
 mod container;
 mod format;
 mod image;
@@ -83,6 +84,8 @@ pub enum Command {
     Version,
     /// System-wide information
     Info,
+    /// Run the same workload under both isolation models and compare them in one table
+    Compare(compare::CompareArgs),
     /// Run twinbox in an emulated machine with AMD-V (for hosts whose KVM cannot run a standard guest)
     Lab(lab::LabArgs),
     /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
@@ -125,9 +128,9 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Lab(a) => return lab::lab(a),
         other => other,
     };
-    let engine = Engine::open(paths)?;
+    let mut engine = Engine::open(paths)?;
     match command {
-        Command::Run(a) => container::run(&engine, a),
+        Command::Run(a) => container::run(&mut engine, a),
         Command::Create(a) => container::create(&engine, a),
         Command::Start(a) => container::start(&engine, a),
         Command::Stop(a) => container::stop(&engine, a),
@@ -150,6 +153,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Images(a) => image::images(&engine, a),
         Command::Image(c) => image::image_command(&engine, c),
         Command::Info => system::info(&engine),
+        Command::Compare(a) => compare::compare(&engine, a),
         Command::Version | Command::Monitor { .. } | Command::VmBoot(_) | Command::Lab(_) => Ok(0),
     }
 }

@@ -114,6 +114,7 @@ impl Engine {
             env_from_files.extend(read_env_file(f)?);
         }
 
+        let t_image = std::time::Instant::now();
         let image = self.images.find_or_builtin(&o.image).map_err(|e| match e {
             crate::image::ImageError::NotFound(r) => EngineError::Invalid(format!(
                 "no such image: {r} (only the built-in busybox is available until it is pulled or loaded)"
@@ -121,6 +122,7 @@ impl Engine {
             other => other.into(),
         })?;
         let layers = self.images.layer_dirs(&image)?;
+        self.phase("image", t_image.elapsed());
         let cfg = image.config.config().clone().unwrap_or_default();
 
         let (entrypoint, cmd) = match &o.entrypoint {
@@ -210,7 +212,9 @@ impl Engine {
         let finish = || -> Result<ContainerRecord, EngineError> {
             self.write_etc_files(&rec)?;
             if isolation == Isolation::Vm {
+                let t = std::time::Instant::now();
                 let files = self.prepare_vm(&id, &image)?;
+                self.phase("vm disks", t.elapsed());
                 return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
             }
             Ok(rec.clone())

@@ -114,6 +114,12 @@ impl Engine {
             if line.trim() == "listening" {
                 continue;
             }
+            if let Some((name, ms)) = crate::monitor::parse_phase(&line) {
+                if let Some(f) = &self.on_phase {
+                    f(&name, ms);
+                }
+                continue;
+            }
             let ready: Ready =
                 serde_json::from_str(&line).map_err(|e| EngineError::StartFailed {
                     message: format!("bad message from the monitor: {e}"),

@@ -1,6 +1,7 @@
 //! The library API behind the CLI (and, later, an API server): every user-visible
 //! operation on containers and images goes through [`Engine`].
 
+mod compare;
 mod create;
 mod images;
 mod io;
@@ -9,6 +10,7 @@ mod query;
 mod user;
 mod vmfiles;
 
+pub use compare::{Column, Report, Sees, Stat};
 pub use create::CreateOptions;
 pub use io::{CopyTarget, ExecOptions, LogOptions};
 pub use lifecycle::{parse_signal, StartMode};
@@ -69,9 +71,17 @@ pub struct Engine {
     pub paths: Paths,
     pub store: state::Store,
     pub images: image::Store,
+    /// Called with each start-up step as the monitor reports it (`--explain`).
+    pub on_phase: Option<Box<dyn Fn(&str, f64)>>,
 }
 
 impl Engine {
+    pub(crate) fn phase(&self, name: &str, d: std::time::Duration) {
+        if let Some(f) = &self.on_phase {
+            f(name, d.as_secs_f64() * 1e3);
+        }
+    }
+
     pub fn open(paths: Paths) -> Result<Engine, EngineError> {
         std::fs::create_dir_all(&paths.run).map_err(io_err(format!(
             "cannot create the runtime directory {}",
@@ -84,6 +94,7 @@ impl Engine {
             paths,
             store,
             images,
+            on_phase: None,
         })
     }
 }

@@ -251,8 +251,15 @@ fn run_image(path: &Path, what: &LabCommand) -> Result<(), LabError> {
     Ok(())
 }
 
-/// Run in the lab; relays stdout/stderr and returns the command's exit code.
-pub fn run(r: &LabRun) -> Result<i32, LabError> {
+/// What a lab run printed and how it ended.
+pub struct LabOutput {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Run in the lab; returns the command's output and exit code.
+pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
     let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
     let kernel = guest_kernel(&r.cache).ok_or(LabError::NoGuestKernel)?;
     let base = base_image(&r.cache, &kernel)?;
@@ -311,8 +318,6 @@ pub fn run(r: &LabRun) -> Result<i32, LabError> {
     };
     let out = std::fs::read(&stdout).unwrap_or_default();
     let err = std::fs::read(&stderr).unwrap_or_default();
-    let _ = std::io::stdout().write_all(&out);
-    let _ = std::io::stderr().write_all(&err);
     let log = std::fs::read_to_string(&console).unwrap_or_default();
     if r.console {
         eprintln!("--- lab console ---\n{log}--- end of lab console ---");
@@ -325,7 +330,11 @@ pub fn run(r: &LabRun) -> Result<i32, LabError> {
         .find_map(|l| l.trim().strip_prefix("TWINBOX-LAB-EXIT="))
         .and_then(|c| c.trim().parse::<i32>().ok());
     match code {
-        Some(c) => Ok(c),
+        Some(c) => Ok(LabOutput {
+            code: c,
+            stdout: out,
+            stderr: err,
+        }),
         None => {
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();

@@ -130,11 +130,37 @@ fn log_line(paths: &Paths, id: &str, msg: &str) {
     }
 }
 
-fn send_ready(ready: &mut Option<File>, r: &Ready) {
-    if let Some(f) = ready.as_mut() {
+type ReadyPipe = Arc<Mutex<Option<File>>>;
+
+fn send_ready(ready: &ReadyPipe, r: &Ready) {
+    let mut g = ready.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(f) = g.as_mut() {
         let _ = protocol::write_json_line(f, r);
     }
-    *ready = None;
+    *g = None;
+}
+
+/// A line the starter reads before the final `Ready`: one start-up step and its cost.
+pub fn phase_line(name: &str, ms: f64) -> String {
+    format!("phase\t{name}\t{ms:.3}\n")
+}
+
+/// Parse a `phase_line`.
+pub fn parse_phase(line: &str) -> Option<(String, f64)> {
+    let mut it = line.trim_end().split('\t');
+    (it.next()? == "phase").then_some(())?;
+    let name = it.next()?.to_string();
+    let ms = it.next()?.parse().ok()?;
+    Some((name, ms))
+}
+
+fn rusage(who: i32) -> (f64, u64) {
+    // SAFETY: rusage is plain old data; zeroed is valid and getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into our local.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
+    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
 }
 
 /// Accept the first client (for foreground `run`/`start -a`), so no output is missed.
@@ -162,12 +188,12 @@ fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
 
 /// The monitor's main: returns the process exit status.
 pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> i32 {
-    let mut ready = ready;
+    let ready: ReadyPipe = Arc::new(Mutex::new(ready));
     let store = match Store::open(&paths.root) {
         Ok(s) => s,
         Err(e) => {
             send_ready(
-                &mut ready,
+                &ready,
                 &Ready {
                     ok: false,
                     error: e.to_string(),
@@ -181,7 +207,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         Ok(r) => r,
         Err(e) => {
             send_ready(
-                &mut ready,
+                &ready,
                 &Ready {
                     ok: false,
                     error: e.to_string(),
@@ -199,7 +225,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         Ok(l) => l,
         Err(e) => {
             send_ready(
-                &mut ready,
+                &ready,
                 &Ready {
                     ok: false,
                     error: format!("control socket {}: {e}", sock_path.display()),
@@ -211,13 +237,28 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
     };
     let mut first = None;
     if attach_first {
-        if let Some(f) = ready.as_mut() {
+        if let Some(f) = ready.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = f.write_all(b"listening\n");
         }
         first = accept_first(&listener);
     }
 
-    let started = start::start_backend(paths, &rec);
+    let phases: Arc<Mutex<Vec<(String, f64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let trace: crate::sandbox::Trace = {
+        let phases = phases.clone();
+        let ready = ready.clone();
+        Arc::new(move |name: &str, d: Duration| {
+            let ms = d.as_secs_f64() * 1e3;
+            phases
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((name.to_string(), ms));
+            if let Some(f) = ready.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                let _ = f.write_all(phase_line(name, ms).as_bytes());
+            }
+        })
+    };
+    let started = start::start_backend(paths, &rec, trace);
     let (sandbox, io) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -229,7 +270,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
                 let _ = write_frame(&mut c, Kind::Exit, &protocol::exit_payload(e.exit_code()));
             }
             send_ready(
-                &mut ready,
+                &ready,
                 &Ready {
                     ok: false,
                     error: msg,
@@ -266,7 +307,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         next_attacher: Mutex::new(0),
     });
     send_ready(
-        &mut ready,
+        &ready,
         &Ready {
             ok: true,
             error: String::new(),
@@ -287,6 +328,24 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         let _ = p.recv_timeout(Duration::from_secs(3));
     }
     log_line(paths, id, &format!("workload exited with {}", info.code));
+    let (monitor_cpu_ms, monitor_max_rss) = rusage(libc::RUSAGE_SELF);
+    let (workload_cpu_ms, children_max_rss) = rusage(libc::RUSAGE_CHILDREN);
+    // The workload's peak memory as its cgroup saw it (vm: inside the guest, not here);
+    // where the cgroup keeps no figure, the largest child's peak RSS.
+    let workload_max_rss = match shared.sandbox.stats().map(|s| s.memory_peak) {
+        Ok(p) if p > 0 => p,
+        _ => children_max_rss,
+    };
+    let guest = shared.sandbox.guest_memory();
+    let metrics = crate::sandbox::Metrics {
+        phases: phases.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        monitor_cpu_ms,
+        monitor_max_rss,
+        workload_cpu_ms,
+        workload_max_rss: if guest.is_some() { 0 } else { workload_max_rss },
+        guest_ram: guest.map(|g| g.0),
+        guest_resident: guest.map(|g| g.1),
+    };
     let auto_remove = store.load(id).map(|r| r.auto_remove).unwrap_or(false);
     let _ = store.update(id, |r| {
         r.state.status = Status::Exited;
@@ -294,6 +353,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.oom_killed = info.oom_killed;
         r.state.finished_at = Some(chrono::Utc::now());
         r.state.pid = 0;
+        r.state.metrics = Some(metrics.clone());
     });
     shared.sandbox.cleanup();
     if auto_remove {

@@ -3,7 +3,7 @@
 use crate::launch::rootfs::RootfsPlan;
 use crate::paths::Paths;
 use crate::process::{ProcessSandbox, ProcessStart};
-use crate::sandbox::{Sandbox, SandboxError, WorkloadIo};
+use crate::sandbox::{Sandbox, SandboxError, Trace, WorkloadIo};
 use crate::spec::Isolation;
 use crate::state::ContainerRecord;
 use crate::vmm::sandbox::{VmSandbox, VmStart};
@@ -12,6 +12,7 @@ use std::path::PathBuf;
 pub fn start_backend(
     paths: &Paths,
     rec: &ContainerRecord,
+    trace: Trace,
 ) -> Result<(Box<dyn Sandbox>, WorkloadIo), SandboxError> {
     match rec.spec.isolation {
         Isolation::Process => {
@@ -36,7 +37,7 @@ pub fn start_backend(
                 id: rec.id.clone(),
                 spec: rec.spec.clone(),
                 rootfs: plan,
-                trace: None,
+                trace: Some(trace),
             })?;
             Ok((Box::new(sb), io))
         }
@@ -59,6 +60,7 @@ pub fn start_backend(
                     ("/etc/hosts".into(), read("hosts")),
                     ("/etc/resolv.conf".into(), read("resolv.conf")),
                 ],
+                trace: Some(trace),
             })?;
             Ok((Box::new(sb), io))
         }

@@ -28,8 +28,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Called with (step, duration) as each start-up step completes (`--explain`).
-pub type Trace = Box<dyn Fn(&str, std::time::Duration) + Send + Sync>;
+pub use crate::sandbox::Trace;
 
 /// Everything the process backend needs to start a container.
 pub struct ProcessStart {
@@ -93,10 +92,17 @@ impl ProcessSandbox {
         cfg: &ProcessStart,
         cgroup: &dyn CgroupManager,
     ) -> Result<(i32, WorkloadIo, Option<OwnedFd>, Reaper), SandboxError> {
+        let trace = |step: &str, d: std::time::Duration| {
+            if let Some(f) = &cfg.trace {
+                f(step, d);
+            }
+        };
         let p = &cfg.spec.process;
         let (host_stdio, child_stdio) = make_stdio(p)?;
         let (go_r, mut go_w) = pipe()?;
         let (rep_r, rep_w) = pipe()?;
+        // The child timestamps its steps here (CLOCK_MONOTONIC), for --explain/compare.
+        let (tim_r, tim_w) = pipe()?;
         let cap_last = caps::last_cap();
         let mut flags =
             libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
@@ -127,29 +133,31 @@ impl ProcessSandbox {
         if pid == 0 {
             drop(go_w);
             drop(rep_r);
-            let e = Self::child(cfg, go_r, child_stdio, cap_last);
+            drop(tim_r);
+            let e = Self::child(cfg, go_r, child_stdio, cap_last, tim_w);
             workload::report(rep_w.as_raw_fd(), &e);
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(125) };
         }
         let pid = pid as i32;
-        if let Some(f) = &cfg.trace {
-            f("clone", t_clone.elapsed());
-        }
+        trace("clone", t_clone.elapsed());
         let reaper = Reaper::start();
         reaper.forked();
         drop(go_r);
         drop(rep_w);
+        drop(tim_w);
         drop(child_stdio);
         let fail = |e: SandboxError| {
             // SAFETY: kill(2) on our own child.
             unsafe { libc::kill(pid, libc::SIGKILL) };
             e
         };
+        let t_join = Instant::now();
         cgroup.add(pid).map_err(|e| fail(e.into()))?;
+        trace("cgroup join", t_join.elapsed());
+        let go_at = crate::util::clock::monotonic_ns();
         go_w.write_all(b"g").map_err(|e| fail(e.into()))?;
         drop(go_w);
-        let t_exec = Instant::now();
         let stdio = host_stdio.finish();
         if let Some(e) = read_report(rep_r) {
             let rx = reaper.subscribe(pid);
@@ -159,15 +167,32 @@ impl ProcessSandbox {
                 p.args.first().map(|s| s.as_str()).unwrap_or(""),
             ));
         }
+        let exec_done = crate::util::clock::monotonic_ns();
         let (io, master) = stdio.map_err(fail)?;
-        if let Some(f) = &cfg.trace {
-            f("mounts+pivot_root+exec", t_exec.elapsed());
+        let mut steps = String::new();
+        let mut tim_r = tim_r;
+        let _ = tim_r.read_to_string(&mut steps);
+        let mut last = go_at;
+        for line in steps.lines() {
+            if let Some((name, ns)) = line.split_once('\t') {
+                if let Ok(ns) = ns.parse::<u64>() {
+                    trace(name, std::time::Duration::from_nanos(ns.saturating_sub(last)));
+                    last = ns;
+                }
+            }
         }
+        trace("exec", std::time::Duration::from_nanos(exec_done.saturating_sub(last)));
         Ok((pid, io, master, reaper))
     }
 
     /// The container's first process, between clone and execve. Returns only on failure.
-    fn child(cfg: &ProcessStart, go: File, stdio: ChildStdio, cap_last: u32) -> SetupError {
+    fn child(
+        cfg: &ProcessStart,
+        go: File,
+        stdio: ChildStdio,
+        cap_last: u32,
+        timing: File,
+    ) -> SetupError {
         let mut go = go;
         let mut b = [0u8; 1];
         if go.read(&mut b).unwrap_or(0) != 1 {
@@ -176,22 +201,31 @@ impl ProcessSandbox {
                 std::io::Error::from_raw_os_error(libc::EPIPE),
             );
         }
-        let run = || -> Result<(), SetupError> {
+        let mut timing = timing;
+        let mut mark = |step: &str| {
+            let _ = writeln!(timing, "{step}\t{}", crate::util::clock::monotonic_ns());
+        };
+        let mut run = || -> Result<(), SetupError> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| SetupError::new("cgroup namespace", std::io::Error::from(e)))?;
             rootfs::mount_all(&cfg.rootfs)?;
+            mark("rootfs");
             rootfs::pivot(&cfg.rootfs.target)?;
+            mark("pivot_root");
             rootfs::mask_and_protect(std::path::Path::new("/"))?;
+            mark("masked paths");
             nix::unistd::sethostname(&cfg.spec.hostname)
                 .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
             if cfg.spec.network == NetworkMode::None {
                 workload::loopback_up()?;
             }
+            mark("hostname+network");
             Ok(())
         };
         if let Err(e) = run() {
             return e;
         }
+        drop(timing);
         workload::exec_workload(&cfg.spec.process, stdio, cap_last, true)
     }
 }
@@ -273,6 +307,7 @@ impl Sandbox for ProcessSandbox {
         let s = self.cgroup.stats()?;
         Ok(SandboxStats {
             memory_bytes: s.memory_bytes,
+            memory_peak: s.memory_peak,
             memory_limit: s.memory_limit,
             cpu_usage_ns: s.cpu_usage_ns,
             pids: s.pids,

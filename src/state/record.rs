@@ -41,6 +41,9 @@ pub struct ContainerState {
     pub error: String,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the last run cost (start-up phases, CPU, memory), written at its exit.
+    #[serde(default)]
+    pub metrics: Option<crate::sandbox::Metrics>,
 }
 
 impl Default for ContainerState {
@@ -55,6 +58,7 @@ impl Default for ContainerState {
             error: String::new(),
             started_at: None,
             finished_at: None,
+            metrics: None,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Small shared helpers: atomic files, locks, ids, sizes, /proc.
 
+pub mod clock;
 pub mod cpio;
 
 /// The error and its sources on one line.

@@ -38,6 +38,7 @@ pub struct VmStart {
     pub console_log: PathBuf,
     /// /etc/hostname, /etc/hosts, /etc/resolv.conf for the guest.
     pub etc: Vec<(String, String)>,
+    pub trace: Option<crate::sandbox::Trace>,
 }
 
 /// Where frames for one stream go.
@@ -297,7 +298,7 @@ impl VmSandbox {
             }),
             console: Box::new(console),
             quiet: true,
-            trace: None,
+            trace: cfg.trace.clone(),
         })
         .map_err(|e| SandboxError::Other(crate::util::error_chain(&e)))?;
         let setup_ms = vm.boot.setup().as_secs_f64() * 1e3;
@@ -322,6 +323,7 @@ impl VmSandbox {
                 )));
             }
         };
+        let accepted = Instant::now();
         drop(listener);
         let _ = std::fs::remove_file(&agent_path);
         stream.set_nonblocking(false)?;
@@ -345,6 +347,20 @@ impl VmSandbox {
             }
         };
         let boot_ms = vm.boot.guest_boot().map(|d| d.as_secs_f64() * 1e3);
+        let trace = |step: &str, d: Duration| {
+            if let Some(f) = &cfg.trace {
+                f(step, d);
+            }
+        };
+        let agent_at = *vm.boot.agent.lock().unwrap_or_else(|e| e.into_inner());
+        match agent_at {
+            Some(at) => {
+                trace("boot to agent", at.saturating_duration_since(vm.boot.first_run));
+                trace("agent connect", accepted.saturating_duration_since(at));
+            }
+            None => trace("boot to agent", accepted.saturating_duration_since(vm.boot.first_run)),
+        }
+        let t_start = Instant::now();
 
         let conn = Arc::new(Conn {
             writer: Mutex::new(stream),
@@ -393,6 +409,7 @@ impl VmSandbox {
                 ));
             }
         }
+        trace("start workload", t_start.elapsed());
         if let Some(r) = in_r {
             forward_stdin(conn.clone(), 0, r);
         }
@@ -604,12 +621,18 @@ impl Sandbox for VmSandbox {
         let st = crate::util::proc::parse_stat(&stat)
             .ok_or_else(|| SandboxError::Other("cannot read /proc/self/stat".into()))?;
         let tps = crate::util::proc::ticks_per_second();
+        let rss = crate::util::proc::rss_bytes(me).unwrap_or(0);
         Ok(SandboxStats {
-            memory_bytes: crate::util::proc::rss_bytes(me).unwrap_or(0),
+            memory_bytes: rss,
+            memory_peak: rss,
             memory_limit: Some(self.mem_bytes),
             cpu_usage_ns: (st.utime + st.stime) * 1_000_000_000 / tps,
             pids: self.vm.vcpu_count() as u64,
         })
+    }
+
+    fn guest_memory(&self) -> Option<(u64, u64)> {
+        Some((self.mem_bytes, self.vm.guest_resident()))
     }
 
     fn cleanup(&self) {

@@ -46,8 +46,7 @@ pub struct VmVsock {
     pub uds_base: PathBuf,
 }
 
-/// Called as each boot step completes: (step, duration).
-pub type Trace = Box<dyn Fn(&str, Duration) + Send + Sync>;
+pub use crate::sandbox::Trace;
 
 pub struct VmConfig {
     pub kernel: PathBuf,
@@ -415,6 +414,35 @@ impl Vm {
         let mut g = self.ctl.state.lock().unwrap_or_else(|e| e.into_inner());
         g.paused = false;
         self.ctl.cv.notify_all();
+    }
+
+    /// Bytes of guest RAM resident on the host (from /proc/self/smaps).
+    pub fn guest_resident(&self) -> u64 {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        let ranges: Vec<(u64, u64)> = self
+            ._mem
+            .iter()
+            .map(|r| (r.as_ptr() as u64, r.as_ptr() as u64 + r.len()))
+            .collect();
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+        let mut total = 0;
+        let mut inside = false;
+        for line in smaps.lines() {
+            if let Some((range, _)) = line.split_once(' ') {
+                if let Some((a, b)) = range.split_once('-') {
+                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                        inside = ranges.iter().any(|(s, e)| a >= *s && b <= *e);
+                        continue;
+                    }
+                }
+            }
+            if inside {
+                if let Some(v) = line.strip_prefix("Rss:") {
+                    total += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0) * 1024;
+                }
+            }
+        }
+        total
     }
 
     pub fn vcpu_count(&self) -> usize {

@@ -45,6 +45,8 @@ pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CgroupStats {
     pub memory_bytes: u64,
+    /// Peak memory use since the cgroup was created (0 if the kernel does not say).
+    pub memory_peak: u64,
     pub memory_limit: Option<u64>,
     pub cpu_usage_ns: u64,
     pub pids: u64,

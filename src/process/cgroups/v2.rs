@@ -114,6 +114,9 @@ impl CgroupManager for V2 {
         if let Ok(s) = std::fs::read_to_string(self.dir.join("memory.current")) {
             st.memory_bytes = s.trim().parse().unwrap_or(0);
         }
+        if let Ok(s) = std::fs::read_to_string(self.dir.join("memory.peak")) {
+            st.memory_peak = s.trim().parse().unwrap_or(0);
+        }
         if let Ok(s) = std::fs::read_to_string(self.dir.join("memory.max")) {
             st.memory_limit = s.trim().parse().ok();
         }

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Set up and run the demo on a fresh machine. Usage: sudo scripts/demo.sh
+# Set up everything on a fresh machine (packages, twinbox, the guest kernel) and show
+# the side-by-side comparison of the two isolation models on the built-in busybox image.
+# Usage: sudo scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 tb=target/x86_64-unknown-linux-gnu/release/twinbox
-echo "+ twinbox run --rm busybox echo hello"
-"$tb" run --rm busybox echo hello
+echo "+ twinbox compare busybox echo hello"
+exec "$tb" compare busybox echo hello

@@ -325,10 +325,13 @@ pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
     if status.is_none() {
         return Err(LabError::Timeout(r.timeout));
     }
-    let code = log
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("TWINBOX-LAB-EXIT="))
-        .and_then(|c| c.trim().parse::<i32>().ok());
+    // The marker may share a line with terminal escapes from the firmware.
+    let code = log.lines().find_map(|l| {
+        let i = l.find("TWINBOX-LAB-EXIT=")?;
+        let rest = &l[i + "TWINBOX-LAB-EXIT=".len()..];
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        digits.parse::<i32>().ok()
+    });
     match code {
         Some(c) => Ok(LabOutput {
             code: c,

@@ -152,3 +152,33 @@ twinbox run --rm --isolation vm busybox cat /tmp/f 2>/dev/null; echo "fresh=$?"
         "a file written in a removed VM is gone"
     );
 }
+
+#[test]
+fn compare_and_explain_inside_the_lab() {
+    let (out, err, code) = lab(r#"
+twinbox run --rm --explain --isolation vm busybox true 2>/tmp/explain
+echo "explain=$(grep -c ' ms ' /tmp/explain)"
+echo "explain-kvm=$(grep -c 'KVM_CREATE_VM' /tmp/explain)"
+echo "explain-boot=$(grep -c 'boot to agent' /tmp/explain)"
+twinbox compare --only vm --runs 1 --format json busybox echo hi > /tmp/c.json
+echo "compare=$?"
+echo "json=$(tr -d '\n' < /tmp/c.json)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(field(&out, "explain").parse::<i32>().unwrap() >= 8);
+    assert_eq!(field(&out, "explain-kvm"), "1");
+    assert_eq!(field(&out, "explain-boot"), "1");
+    assert_eq!(field(&out, "compare"), "0");
+    let v: serde_json::Value = serde_json::from_str(field(&out, "json")).unwrap();
+    let c = &v["columns"][0];
+    assert_eq!(c["isolation"], "vm");
+    assert_eq!(c["output"], "hi\n");
+    assert_eq!(c["sees"]["pid"], "1");
+    assert_ne!(c["sees"]["kernel"], v["host_kernel"], "the VM reports its own kernel");
+    assert!(c["guest_ram"].as_u64().unwrap() == 256 << 20);
+    assert!(c["monitor_rss"].as_u64().unwrap() > 0);
+    let phases: Vec<&str> = c["phases"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
+    for want in ["KVM_CREATE_VM", "kernel load", "vCPUs", "boot to agent", "start workload"] {
+        assert!(phases.contains(&want), "{want} missing from {phases:?}");
+    }
+}

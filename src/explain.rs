@@ -43,10 +43,26 @@ mod tests {
     #[test]
     fn every_traced_step_has_a_sentence() {
         for s in [
-            "cgroup", "clone", "cgroup join", "rootfs", "pivot_root", "masked paths",
-            "hostname+network", "exec", "KVM_CREATE_VM", "guest memory", "kernel load",
-            "devices", "boot parameters", "vCPUs", "start vCPU threads", "boot to agent",
-            "agent connect", "start workload", "image", "vm disks",
+            "cgroup",
+            "clone",
+            "cgroup join",
+            "rootfs",
+            "pivot_root",
+            "masked paths",
+            "hostname+network",
+            "exec",
+            "KVM_CREATE_VM",
+            "guest memory",
+            "kernel load",
+            "devices",
+            "boot parameters",
+            "vCPUs",
+            "start vCPU threads",
+            "boot to agent",
+            "agent connect",
+            "start workload",
+            "image",
+            "vm disks",
         ] {
             assert!(!super::sentence(s).is_empty(), "{s}");
         }

@@ -7,7 +7,9 @@ use common::*;
 #[test]
 fn compare_process_column_as_json() {
     let tb = Tb::new();
-    let out = tb.ok(&["compare", "--only", "process", "--runs", "2", "--format", "json", "busybox", "echo", "hi"]);
+    let out = tb.ok(&[
+        "compare", "--only", "process", "--runs", "2", "--format", "json", "busybox", "echo", "hi",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let c = &v["columns"][0];
     assert_eq!(c["isolation"], "process");
@@ -34,8 +36,16 @@ fn compare_process_column_as_json() {
 #[test]
 fn compare_table_names_both_sides_of_the_boundary() {
     let tb = Tb::new();
-    let out = tb.ok(&["compare", "--only", "process", "--runs", "1", "busybox", "true"]);
-    for row in ["start-up", "pivot_root", "total, create to exit", "what the workload sees", "(host's)"] {
+    let out = tb.ok(&[
+        "compare", "--only", "process", "--runs", "1", "busybox", "true",
+    ]);
+    for row in [
+        "start-up",
+        "pivot_root",
+        "total, create to exit",
+        "what the workload sees",
+        "(host's)",
+    ] {
         assert!(out.contains(row), "{row} missing:\n{out}");
     }
 }

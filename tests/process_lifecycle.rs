@@ -193,10 +193,12 @@ fn a_killed_monitor_is_reported_truthfully() {
         .ok(&["run", "-d", "busybox", "sleep", "1000"])
         .trim()
         .to_string();
-    let monitors: Vec<i32> = processes_mentioning(&format!("monitor {id}"));
-    assert_eq!(monitors.len(), 1, "one monitor per container");
+    let v: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", &id])).unwrap();
+    let monitor = v[0]["State"]["MonitorPid"].as_i64().unwrap() as i32;
+    let comm = std::fs::read_to_string(format!("/proc/{monitor}/comm")).unwrap();
+    assert_eq!(comm.trim(), "tb-monitor", "one monitor per container");
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitors[0]),
+        nix::unistd::Pid::from_raw(monitor),
         nix::sys::signal::SIGKILL,
     )
     .unwrap();

@@ -174,11 +174,25 @@ echo "json=$(tr -d '\n' < /tmp/c.json)"
     assert_eq!(c["isolation"], "vm");
     assert_eq!(c["output"], "hi\n");
     assert_eq!(c["sees"]["pid"], "1");
-    assert_ne!(c["sees"]["kernel"], v["host_kernel"], "the VM reports its own kernel");
+    assert_ne!(
+        c["sees"]["kernel"], v["host_kernel"],
+        "the VM reports its own kernel"
+    );
     assert!(c["guest_ram"].as_u64().unwrap() == 256 << 20);
     assert!(c["monitor_rss"].as_u64().unwrap() > 0);
-    let phases: Vec<&str> = c["phases"].as_array().unwrap().iter().map(|p| p[0].as_str().unwrap()).collect();
-    for want in ["KVM_CREATE_VM", "kernel load", "vCPUs", "boot to agent", "start workload"] {
+    let phases: Vec<&str> = c["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    for want in [
+        "KVM_CREATE_VM",
+        "kernel load",
+        "vCPUs",
+        "boot to agent",
+        "start workload",
+    ] {
         assert!(phases.contains(&want), "{want} missing from {phases:?}");
     }
 }

@@ -93,9 +93,12 @@ pub fn compare(engine: &Engine, a: CompareArgs) -> Result<i32, EngineError> {
     };
     let want = |i: Isolation| a.only.is_none() || a.only == Some(i);
     if want(Isolation::Process) {
-        report
-            .columns
-            .push(engine.compare_column(&a.image, &a.command, Isolation::Process, a.runs)?);
+        report.columns.push(engine.compare_column(
+            &a.image,
+            &a.command,
+            Isolation::Process,
+            a.runs,
+        )?);
     }
     if want(Isolation::Vm) {
         let c = if native_vm_possible() || a.only == Some(Isolation::Vm) {
@@ -106,7 +109,10 @@ pub fn compare(engine: &Engine, a: CompareArgs) -> Result<i32, EngineError> {
         report.columns.push(c);
     }
     if a.format == "json" {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
         print!("{}", render(&report));
     }
@@ -127,7 +133,9 @@ pub fn render(r: &Report) -> String {
         })
         .collect();
     let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let section = |rows: &mut Vec<(String, Vec<String>)>, t: &str| rows.push((t.to_string(), vec![String::new(); cols.len()]));
+    let section = |rows: &mut Vec<(String, Vec<String>)>, t: &str| {
+        rows.push((t.to_string(), vec![String::new(); cols.len()]))
+    };
     section(&mut rows, "start-up (medians)");
     let mut names: Vec<String> = Vec::new();
     for c in cols {
@@ -155,7 +163,10 @@ pub fn render(r: &Report) -> String {
         "total, create to exit".into(),
         cols.iter().map(|c| stat(&c.wall_ms)).collect(),
     ));
-    rows.push(("CPU time on the host".into(), cols.iter().map(|c| ms(c.cpu_ms.median)).collect()));
+    rows.push((
+        "CPU time on the host".into(),
+        cols.iter().map(|c| ms(c.cpu_ms.median)).collect(),
+    ));
     section(&mut rows, "host memory (peak RSS)");
     rows.push((
         "  monitor (vm: VMM, without guest RAM)".into(),
@@ -182,24 +193,51 @@ pub fn render(r: &Report) -> String {
             })
             .collect(),
     ));
-    rows.push(("exit code".into(), cols.iter().map(|c| c.exit_code.to_string()).collect()));
+    rows.push((
+        "exit code".into(),
+        cols.iter().map(|c| c.exit_code.to_string()).collect(),
+    ));
     section(&mut rows, "what the workload sees");
     rows.push((
         "  kernel".into(),
         cols.iter()
             .map(|c| {
-                let whose = if c.sees.kernel == r.host_kernel { "host's" } else { "its own" };
+                let whose = if c.sees.kernel == r.host_kernel {
+                    "host's"
+                } else {
+                    "its own"
+                };
                 format!("{} ({whose})", c.sees.kernel)
             })
             .collect(),
     ));
-    rows.push(("  its PID".into(), cols.iter().map(|c| c.sees.pid.clone()).collect()));
-    rows.push(("  processes it can see".into(), cols.iter().map(|c| c.sees.processes.clone()).collect()));
-    rows.push(("  entries in /dev".into(), cols.iter().map(|c| c.sees.devices.clone()).collect()));
-    rows.push(("  CPUs".into(), cols.iter().map(|c| c.sees.cpus.clone()).collect()));
-    rows.push(("  memory (MemTotal)".into(), cols.iter().map(|c| c.sees.memory.clone()).collect()));
+    rows.push((
+        "  its PID".into(),
+        cols.iter().map(|c| c.sees.pid.clone()).collect(),
+    ));
+    rows.push((
+        "  processes it can see".into(),
+        cols.iter().map(|c| c.sees.processes.clone()).collect(),
+    ));
+    rows.push((
+        "  entries in /dev".into(),
+        cols.iter().map(|c| c.sees.devices.clone()).collect(),
+    ));
+    rows.push((
+        "  CPUs".into(),
+        cols.iter().map(|c| c.sees.cpus.clone()).collect(),
+    ));
+    rows.push((
+        "  memory (MemTotal)".into(),
+        cols.iter().map(|c| c.sees.memory.clone()).collect(),
+    ));
 
-    let w0 = rows.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0) + 2;
+    let w0 = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
     let widths: Vec<usize> = (0..cols.len())
         .map(|i| {
             rows.iter()

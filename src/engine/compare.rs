@@ -80,7 +80,10 @@ const PROBE: &str = "uname -r; echo $$; ls -d /proc/[0-9]* | wc -l; ls /dev | wc
 
 impl Engine {
     /// One measured run: wall time from create to exit, the record's metrics, output.
-    fn measured_run(&self, o: &CreateOptions) -> Result<(f64, crate::state::ContainerRecord, String), EngineError> {
+    fn measured_run(
+        &self,
+        o: &CreateOptions,
+    ) -> Result<(f64, crate::state::ContainerRecord, String), EngineError> {
         let t = Instant::now();
         let (rec, _) = self.run(o, true)?;
         let code = self.wait(&rec.id)?;
@@ -136,7 +139,11 @@ impl Engine {
         let sees = match self.measured_run(&probe) {
             Ok((_, _, out)) => {
                 let l: Vec<&str> = out.lines().collect();
-                let get = |i: usize| l.get(i).map(|s| s.trim().to_string()).unwrap_or_else(|| "n/a".into());
+                let get = |i: usize| {
+                    l.get(i)
+                        .map(|s| s.trim().to_string())
+                        .unwrap_or_else(|| "n/a".into())
+                };
                 Sees {
                     kernel: get(0),
                     pid: get(1),

@@ -66,13 +66,16 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
     move |source| EngineError::Io { what, source }
 }
 
+/// Receives (step, milliseconds) for each start-up step.
+pub type PhaseHook = Box<dyn Fn(&str, f64)>;
+
 /// The engine: state store, image store, and where runtime files live.
 pub struct Engine {
     pub paths: Paths,
     pub store: state::Store,
     pub images: image::Store,
     /// Called with each start-up step as the monitor reports it (`--explain`).
-    pub on_phase: Option<Box<dyn Fn(&str, f64)>>,
+    pub on_phase: Option<PhaseHook>,
 }
 
 impl Engine {

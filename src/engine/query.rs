@@ -146,6 +146,7 @@ impl Engine {
                 "OOMKilled": s.oom_killed,
                 "Dead": false,
                 "Pid": s.pid,
+                "MonitorPid": s.monitor_pid,
                 "ExitCode": s.exit_code.unwrap_or(0),
                 "Error": s.error,
                 "StartedAt": ts(s.started_at),

@@ -116,7 +116,9 @@ impl Shared {
     }
 
     pub fn set_status(&self, status: Status) {
-        let _ = self.store.update(&self.id, |r| r.state.status = status);
+        let _ = self
+            .store
+            .update_volatile(&self.id, |r| r.state.status = status);
     }
 }
 
@@ -160,28 +162,24 @@ fn rusage(who: i32) -> (f64, u64) {
     // SAFETY: getrusage writes into our local.
     unsafe { libc::getrusage(who, &mut ru) };
     let ms = |t: libc::timeval| t.tv_sec as f64 * 1e3 + t.tv_usec as f64 / 1e3;
-    (ms(ru.ru_utime) + ms(ru.ru_stime), ru.ru_maxrss as u64 * 1024)
+    (
+        ms(ru.ru_utime) + ms(ru.ru_stime),
+        ru.ru_maxrss as u64 * 1024,
+    )
 }
 
 /// Accept the first client (for foreground `run`/`start -a`), so no output is missed.
 fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
-    listener.set_nonblocking(true).ok()?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let conn = loop {
-        match listener.accept() {
-            Ok((c, _)) => break c,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if std::time::Instant::now() > deadline {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            Err(_) => return None,
-        }
-    };
-    listener.set_nonblocking(false).ok()?;
-    conn.set_nonblocking(false).ok()?;
-    let mut c = conn;
+    use std::os::fd::AsFd;
+    let mut fds = [nix::poll::PollFd::new(
+        listener.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)) {
+        Ok(n) if n > 0 => {}
+        _ => return None,
+    }
+    let (mut c, _) = listener.accept().ok()?;
     let req: Request = protocol::read_json_line(&mut c).ok()?;
     Some((c, req))
 }
@@ -283,7 +281,8 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
     };
     let me = std::process::id() as i32;
     let pid = sandbox.pid();
-    let _ = store.update(id, |r| {
+    // Runtime status: if a power loss takes it back, reconciliation finds the monitor gone.
+    let _ = store.update_volatile(id, |r| {
         r.state.status = Status::Running;
         r.state.pid = pid;
         r.state.monitor_pid = me;
@@ -347,7 +346,15 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         guest_resident: guest.map(|g| g.1),
     };
     let auto_remove = store.load(id).map(|r| r.auto_remove).unwrap_or(false);
-    let _ = store.update(id, |r| {
+    // A --rm container is removed right after: its final record need not reach the disk.
+    let record_exit = |f: &dyn Fn(&mut crate::state::ContainerRecord)| {
+        if auto_remove {
+            store.update_volatile(id, f)
+        } else {
+            store.update(id, f)
+        }
+    };
+    let _ = record_exit(&|r| {
         r.state.status = Status::Exited;
         r.state.exit_code = Some(info.code);
         r.state.oom_killed = info.oom_killed;

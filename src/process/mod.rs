@@ -176,12 +176,18 @@ impl ProcessSandbox {
         for line in steps.lines() {
             if let Some((name, ns)) = line.split_once('\t') {
                 if let Ok(ns) = ns.parse::<u64>() {
-                    trace(name, std::time::Duration::from_nanos(ns.saturating_sub(last)));
+                    trace(
+                        name,
+                        std::time::Duration::from_nanos(ns.saturating_sub(last)),
+                    );
                     last = ns;
                 }
             }
         }
-        trace("exec", std::time::Duration::from_nanos(exec_done.saturating_sub(last)));
+        trace(
+            "exec",
+            std::time::Duration::from_nanos(exec_done.saturating_sub(last)),
+        );
         Ok((pid, io, master, reaper))
     }
 

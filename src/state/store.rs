@@ -1,7 +1,7 @@
 //! Reading and writing container records.
 
 use super::record::{ContainerRecord, Status};
-use crate::util::fs::{atomic_write, remove_dir_all_if_exists, Lock};
+use crate::util::fs::{atomic_write, atomic_write_volatile, remove_dir_all_if_exists, Lock};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -152,6 +152,25 @@ impl Store {
             ));
         }
         self.save(rec)
+    }
+
+    /// Read-modify-write one record under the lock, without flushing it to disk: for
+    /// runtime status that reconciliation rebuilds if a power loss takes it back (see
+    /// `atomic_write_volatile`).
+    pub fn update_volatile<F>(&self, id: &str, f: F) -> Result<ContainerRecord, StateError>
+    where
+        F: FnOnce(&mut ContainerRecord),
+    {
+        let _l = self.lock()?;
+        let mut rec = self.load(id)?;
+        f(&mut rec);
+        let p = self.record_path(id);
+        let data = serde_json::to_vec_pretty(&rec).map_err(|source| StateError::Corrupt {
+            path: p.clone(),
+            source,
+        })?;
+        atomic_write_volatile(&p, &data).map_err(io_err(&p))?;
+        Ok(rec)
     }
 
     /// Read-modify-write one record under the lock.

@@ -6,7 +6,10 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Write `data` to `path` so that a crash leaves either the old or the new
-/// content, never a mix: temp file in the same directory, fsync, rename, fsync dir.
+/// content, never a mix: temp file in the same directory, fsync, rename. (The
+/// directory is not fsynced: after a power loss the rename may be lost, leaving the
+/// previous complete version, which is consistent; it saves a disk flush per write on
+/// the start-up path.)
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -17,10 +20,26 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        f.sync_data()?;
+        fs::rename(&tmp, path)
     })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Like [`atomic_write`] but without the flush to disk: still never a torn file after
+/// a crash of the writer, but a power loss may bring back the previous version. For
+/// state that is rebuilt anyway when it is lost (a running container's status).
+pub fn atomic_write_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = fs::write(&tmp, data).and_then(|_| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

@@ -355,10 +355,16 @@ impl VmSandbox {
         let agent_at = *vm.boot.agent.lock().unwrap_or_else(|e| e.into_inner());
         match agent_at {
             Some(at) => {
-                trace("boot to agent", at.saturating_duration_since(vm.boot.first_run));
+                trace(
+                    "boot to agent",
+                    at.saturating_duration_since(vm.boot.first_run),
+                );
                 trace("agent connect", accepted.saturating_duration_since(at));
             }
-            None => trace("boot to agent", accepted.saturating_duration_since(vm.boot.first_run)),
+            None => trace(
+                "boot to agent",
+                accepted.saturating_duration_since(vm.boot.first_run),
+            ),
         }
         let t_start = Instant::now();
 

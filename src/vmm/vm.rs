@@ -430,7 +430,8 @@ impl Vm {
         for line in smaps.lines() {
             if let Some((range, _)) = line.split_once(' ') {
                 if let Some((a, b)) = range.split_once('-') {
-                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+                    {
                         inside = ranges.iter().any(|(s, e)| a >= *s && b <= *e);
                         continue;
                     }
@@ -438,7 +439,13 @@ impl Vm {
             }
             if inside {
                 if let Some(v) = line.strip_prefix("Rss:") {
-                    total += v.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap_or(0) * 1024;
+                    total += v
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .unwrap_or(0)
+                        * 1024;
                 }
             }
         }

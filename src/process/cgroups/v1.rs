@@ -128,6 +128,9 @@ impl CgroupManager for V1 {
     }
 
     fn kill_all(&self) -> Result<(), CgroupError> {
+        if self.pids()?.is_empty() {
+            return Ok(());
+        }
         // Freeze first so nothing forks while we kill, then thaw so the kills land.
         let frozen =
             self.dir("freezer").map(|d| d.exists()).unwrap_or(false) && self.freeze().is_ok();

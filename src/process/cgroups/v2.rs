@@ -84,7 +84,7 @@ impl CgroupManager for V2 {
     }
 
     fn kill_all(&self) -> Result<(), CgroupError> {
-        if !self.dir.exists() {
+        if !self.dir.exists() || self.pids()?.is_empty() {
             return Ok(());
         }
         let kill = self.dir.join("cgroup.kill");

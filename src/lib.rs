@@ -2,6 +2,7 @@
 //! one Docker-like CLI, and the tools to compare them.
 
 pub mod archive;
+pub mod bench;
 pub mod cli;
 pub mod engine;
 pub mod explain;

@@ -62,6 +62,7 @@ fn vm_in_lab(a: &CompareArgs) -> Result<Column, EngineError> {
         timeout: 1800,
         console: false,
         cache: crate::lab::default_cache(),
+        with_qemu: false,
     })
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     if out.code != 0 {

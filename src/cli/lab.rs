@@ -25,6 +25,9 @@ pub struct LabArgs {
     /// Show the emulated machine's console on stderr
     #[arg(long)]
     console: bool,
+    /// Also put qemu in the emulated machine (a peer VMM for benchmarks)
+    #[arg(long)]
+    with_qemu: bool,
     /// Cache for the lab's kernel and images
     #[arg(long, env = "TWINBOX_CACHE", default_value = "/var/cache/twinbox")]
     cache: PathBuf,
@@ -59,6 +62,7 @@ pub fn lab(a: LabArgs) -> Result<i32, EngineError> {
         timeout: a.timeout,
         console: a.console,
         cache: a.cache,
+        with_qemu: a.with_qemu,
     })
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     use std::io::Write;

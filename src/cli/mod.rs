@@ -1,6 +1,7 @@
 //! The command line: clap definitions and printing. Everything it does goes through
 //! the engine.
 
+mod bench;
 mod compare;
 mod container;
 mod format;
@@ -86,6 +87,8 @@ pub enum Command {
     Info,
     /// Run the same workload under both isolation models and compare them in one table
     Compare(compare::CompareArgs),
+    /// Start-up and overhead benchmarks with peers (crun, runc, qemu); JSON and SVG charts
+    Bench(bench::BenchArgs),
     /// Run twinbox in an emulated machine with AMD-V (for hosts whose KVM cannot run a standard guest)
     Lab(lab::LabArgs),
     /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
@@ -154,6 +157,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Image(c) => image::image_command(&engine, c),
         Command::Info => system::info(&engine),
         Command::Compare(a) => compare::compare(&engine, a),
+        Command::Bench(a) => bench::bench(&engine, a),
         Command::Version | Command::Monitor { .. } | Command::VmBoot(_) | Command::Lab(_) => Ok(0),
     }
 }

@@ -40,6 +40,9 @@ pub struct LabRun {
     /// Show L1's console on stderr.
     pub console: bool,
     pub cache: PathBuf,
+    /// Put qemu (with its libraries and firmware) in the lab too, as a peer VMM for
+    /// benchmarks.
+    pub with_qemu: bool,
 }
 
 pub enum LabCommand {
@@ -93,7 +96,7 @@ poweroff -f
 "#;
 
 /// The part of L1's initramfs that rarely changes, cached by content.
-fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
+fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<PathBuf, LabError> {
     let l1 = assets::l1_kernel(cache)?;
     let busybox = PathBuf::from("/bin/busybox");
     let mkfs = ["/sbin/mkfs.ext4", "/usr/sbin/mkfs.ext4"]
@@ -112,6 +115,25 @@ fn base_image(cache: &Path, guest_kernel: &Path) -> Result<PathBuf, LabError> {
         files.push((f, dest));
     }
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
+    if with_qemu {
+        let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
+        for f in assets::program_with_libs(&qemu)? {
+            let dest = if f == qemu {
+                "usr/bin/qemu-system-x86_64".to_string()
+            } else {
+                f.display().to_string().trim_start_matches('/').to_string()
+            };
+            files.push((f, dest));
+        }
+        // qemu finds firmware in <bindir>/../share/qemu; -M microvm needs its BIOS and
+        // -kernel with a vmlinux needs pvh.bin (both symlinks in Debian: copied as files).
+        for fw in ["bios-microvm.bin", "pvh.bin"] {
+            let p = Path::new("/usr/share/qemu").join(fw);
+            let real = std::fs::canonicalize(&p)
+                .map_err(|e| LabError::Tool(format!("{}: {e}", p.display())))?;
+            files.push((real, format!("usr/share/qemu/{fw}")));
+        }
+    }
     for m in &l1.modules {
         let name = m
             .file_name()
@@ -262,7 +284,7 @@ pub struct LabOutput {
 pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
     let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
     let kernel = guest_kernel(&r.cache).ok_or(LabError::NoGuestKernel)?;
-    let base = base_image(&r.cache, &kernel)?;
+    let base = base_image(&r.cache, &kernel, r.with_qemu)?;
     let l1 = assets::l1_kernel(&r.cache)?;
     let work = tempfile::Builder::new()
         .prefix("twinbox-lab")

@@ -3,6 +3,9 @@
 use clap::Parser;
 
 fn main() {
+    // Like other command-line tools, end quietly when stdout goes away (`| head`).
+    // SAFETY: setting a signal disposition to the default; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = match twinbox::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -195,6 +195,7 @@ fn twenty_parallel_runs_leave_a_clean_ps() {
                 &format!("echo run{i}"),
             ])
             .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
         })
@@ -203,7 +204,12 @@ fn twenty_parallel_runs_leave_a_clean_ps() {
         .into_iter()
         .map(|c| {
             let o = c.wait_with_output().unwrap();
-            assert!(o.status.success());
+            assert!(
+                o.status.success(),
+                "a parallel run failed ({:?}): {}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stderr)
+            );
             stdout(&o)
         })
         .collect();

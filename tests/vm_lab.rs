@@ -196,3 +196,77 @@ echo "json=$(tr -d '\n' < /tmp/c.json)"
         assert!(phases.contains(&want), "{want} missing from {phases:?}");
     }
 }
+
+#[test]
+fn process_isolation_on_cgroup_v2_in_the_lab() {
+    // The lab's machine mounts a pure cgroup v2 hierarchy: the v2 backend's limits,
+    // freezer and OOM reporting, where the development hosts have v1.
+    let (out, err, code) = lab(r#"
+echo "v2=$(test -f /sys/fs/cgroup/cgroup.controllers && echo yes)"
+twinbox run --name hog --memory 32m busybox sh -c 'x=a; while true; do x="$x$x"; done'; echo "oom=$?"
+echo "oomkilled=$(twinbox inspect hog | grep -c '"OOMKilled": true')"
+twinbox rm hog >/dev/null
+twinbox run -d --name tick busybox sh -c 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.2; done' >/dev/null
+sleep 2
+twinbox pause tick >/dev/null
+a=$(twinbox logs tick | wc -l); sleep 2; b=$(twinbox logs tick | wc -l); echo "paused-progress=$((b-a))"
+twinbox unpause tick >/dev/null; sleep 1; c=$(twinbox logs tick | wc -l); echo "unpaused-progress=$((c-b))"
+echo "cg=$(cat /sys/fs/cgroup/twinbox/$(twinbox inspect tick | grep -m1 '"Id"' | cut -d'"' -f4)/cgroup.procs | wc -l)"
+twinbox rm -f tick >/dev/null
+twinbox run --rm --pids-limit 10 busybox sh -c 'for i in $(seq 1 30); do sleep 3 & done 2>/dev/null; echo forked'; echo "pids=$?"
+echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(field(&out, "v2"), "yes");
+    assert_eq!(field(&out, "oom"), "137");
+    assert_eq!(field(&out, "oomkilled"), "1");
+    assert_eq!(field(&out, "paused-progress"), "0");
+    assert!(field(&out, "unpaused-progress").parse::<i32>().unwrap() > 0);
+    assert!(
+        field(&out, "cg").parse::<i32>().unwrap() >= 1,
+        "the workload is in its v2 cgroup"
+    );
+    assert_eq!(field(&out, "left"), "0", "no cgroup left behind");
+}
+
+#[test]
+fn virtio_net_over_a_tap_and_a_bzimage_boot() {
+    // virtio-net: a bare guest on a TAP device pings the lab machine's end of it.
+    // bzImage: the lab's own Debian kernel (a bzImage) boots to its init in our VMM.
+    let (out, err, code) = lab(r#"
+mkdir -p /tmp/g/bin && cp /bin/busybox /tmp/g/bin/
+cat > /tmp/g/init <<'X'
+#!/bin/busybox sh
+/bin/busybox mkdir -p /proc && /bin/busybox mount -t proc proc /proc
+echo "GUEST-KERNEL=$(/bin/busybox uname -r)"
+if /bin/busybox ip link set eth0 up 2>/dev/null; then
+  /bin/busybox ip addr add 10.77.0.2/24 dev eth0
+  i=0; while [ $i -lt 20 ]; do
+    if /bin/busybox ping -c 1 -W 1 10.77.0.1 >/dev/null 2>&1; then echo NET-OK; break; fi
+    i=$((i+1))
+  done
+fi
+/bin/busybox reboot -f
+X
+chmod 755 /tmp/g/init
+(cd /tmp/g && find . | cpio -o -H newc) > /tmp/g.cpio 2>/dev/null
+( i=0; while [ $i -lt 100 ] && ! ip link show tap0 >/dev/null 2>&1; do sleep 0.1; i=$((i+1)); done
+  ip addr add 10.77.0.1/24 dev tap0; ip link set tap0 up ) &
+echo "net=$(twinbox vm-boot --kernel /lab/vmlinux --initrd /tmp/g.cpio --tap tap0 --quiet --timeout 120 2>&1 | grep -c NET-OK)"
+wait
+vmlinuz=$(ls /lab/bzimage 2>/dev/null)
+echo "bzimage=$(twinbox vm-boot --kernel /lab/bzimage --initrd /tmp/g.cpio --quiet --timeout 300 2>&1 | grep -m1 GUEST-KERNEL= | cut -d= -f2)"
+echo "l1=$(uname -r)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        field(&out, "net"),
+        "1",
+        "the guest reached the host over virtio-net + TAP"
+    );
+    assert_eq!(
+        field(&out, "bzimage"),
+        field(&out, "l1"),
+        "the Debian bzImage booted in twinbox's VMM"
+    );
+}

@@ -472,19 +472,30 @@ pub fn io(
     out
 }
 
-fn mem_available() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// Proportional set size of `pid` and all its descendants, bytes.
+fn tree_pss(pid: i32) -> u64 {
+    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("MemAvailable:"))
+                .find_map(|l| l.strip_prefix("Pss:"))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .unwrap_or(0)
-        * 1024
+        * 1024;
+    let mut children = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in rd.flatten() {
+            if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
+                children.extend(c.split_whitespace().filter_map(|x| x.parse::<i32>().ok()));
+            }
+        }
+    }
+    pss + children.into_iter().map(tree_pss).sum::<u64>()
 }
 
-/// Host memory per sleeping sandbox (MiB), from MemAvailable before and after `count`.
+/// Host memory per sleeping sandbox (MiB): the PSS of each container's monitor and
+/// everything under it (for vm: the VMM with the guest pages it holds).
 pub fn density(
     engine: &crate::engine::Engine,
     isolation: &str,
@@ -492,7 +503,6 @@ pub fn density(
     location: &str,
 ) -> Series {
     let name = format!("twinbox --isolation {isolation}: {count} sleeping sandboxes");
-    let before = mem_available();
     let mut ids = Vec::new();
     for _ in 0..count {
         match twinbox(&engine.paths)
@@ -519,10 +529,13 @@ pub fn density(
         }
     }
     std::thread::sleep(std::time::Duration::from_secs(1));
-    let after = mem_available();
+    let per: Vec<f64> = ids
+        .iter()
+        .filter_map(|id| engine.store.load(id).ok())
+        .map(|r| tree_pss(r.state.monitor_pid) as f64 / (1024.0 * 1024.0))
+        .collect();
     cleanup(engine, &ids);
-    let per = before.saturating_sub(after) as f64 / count as f64 / (1024.0 * 1024.0);
-    series(&name, location, vec![per])
+    series(&name, location, per)
 }
 
 fn cleanup(engine: &crate::engine::Engine, ids: &[String]) {

@@ -53,7 +53,7 @@ fn unit(suite: &str) -> &'static str {
         "startup" => "ms per sandbox, start to exit (`true`)",
         "cpu" => "ms for a 300k-iteration shell loop, timed inside",
         "io" => "ms to write 64 MiB (fsync) and read it back, timed inside",
-        "density" => "MiB of host memory per sleeping sandbox",
+        "density" => "MiB of host memory (PSS of monitor and workload) per sleeping sandbox",
         "net" => "TCP throughput and latency between containers",
         _ => "",
     }

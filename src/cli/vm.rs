@@ -29,6 +29,9 @@ pub struct VmBootArgs {
     /// vsock unix socket base path (guest CID 3)
     #[arg(long)]
     vsock: Option<PathBuf>,
+    /// TAP device for a virtio-net NIC (created if missing)
+    #[arg(long)]
+    tap: Option<String>,
     /// Give up after this many seconds
     #[arg(long, default_value_t = 60)]
     timeout: u64,
@@ -61,7 +64,10 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         mem_bytes: a.mem << 20,
         vcpus: a.cpus,
         disks,
-        net: None,
+        net: a.tap.map(|tap| crate::vmm::VmNet {
+            tap,
+            mac: [0x02, 0x74, 0x62, 0x00, 0x00, 0x01],
+        }),
         vsock: a.vsock.map(|p| VmVsock {
             cid: 3,
             uds_base: p,

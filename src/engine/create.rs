@@ -159,17 +159,7 @@ impl Engine {
             .unwrap_or_else(|| "/".into());
 
         let id = ids::new_id();
-        let name = match &o.name {
-            Some(n) => n.clone(),
-            None => {
-                let taken = self.store.names()?;
-                let mut n = ids::random_name();
-                while taken.contains(&n) {
-                    n = format!("{}_{}", ids::random_name(), &id[..4]);
-                }
-                n
-            }
-        };
+        let name = o.name.clone().unwrap_or_default();
         let hostname = o.hostname.clone().unwrap_or_else(|| match network {
             NetworkMode::Host => host_hostname(),
             NetworkMode::None => id[..12].to_string(),
@@ -192,7 +182,7 @@ impl Engine {
             },
             isolation,
         };
-        let rec = ContainerRecord {
+        let mut rec = ContainerRecord {
             id: id.clone(),
             name,
             created: chrono::Utc::now(),
@@ -208,7 +198,11 @@ impl Engine {
             state: ContainerState::default(),
             vm: None,
         };
-        self.store.insert(&rec)?;
+        if o.name.is_some() {
+            self.store.insert(&rec)?;
+        } else {
+            self.store.insert_named(&mut rec)?;
+        }
         let finish = || -> Result<ContainerRecord, EngineError> {
             self.write_etc_files(&rec)?;
             if isolation == Isolation::Vm {

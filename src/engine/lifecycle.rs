@@ -91,6 +91,10 @@ impl Engine {
                     }
                 }
                 let _ = nix::unistd::setsid();
+                // The monitor writes to pipes whose readers may vanish: it must get
+                // EPIPE, not die of SIGPIPE as the CLI does.
+                // SAFETY: setting a signal disposition; no handler involved.
+                unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
                 let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
                 let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
                 let _ = nix::unistd::dup2(log.as_raw_fd(), 2);

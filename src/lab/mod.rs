@@ -74,6 +74,17 @@ const L1_INIT: &str = r#"#!/bin/busybox sh
 # L1 /init: mount, load modules, run the command, report its exit code, power off.
 /bin/busybox --install -s /bin
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+# An initramfs root cannot be pivot_root'ed away from (containers need that): move
+# everything to a tmpfs root first, as a real machine's root filesystem would be.
+if [ "$1" != stage2 ]; then
+    mkdir -p /newroot
+    mount -t tmpfs -o size=90% tmpfs /newroot
+    for d in /*; do
+        case "$d" in /newroot|/proc|/sys|/dev) ;; *) cp -a "$d" /newroot/ ;; esac
+    done
+    mkdir -p /newroot/proc /newroot/sys /newroot/dev
+    exec switch_root /newroot /init stage2
+fi
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
@@ -115,6 +126,8 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
         files.push((f, dest));
     }
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
+    // L1's own kernel is a bzImage: the VMM's bzImage path is tested with it.
+    files.push((l1.vmlinuz.clone(), "lab/bzimage".into()));
     if with_qemu {
         let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
         for f in assets::program_with_libs(&qemu)? {

@@ -186,6 +186,8 @@ fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
 
 /// The monitor's main: returns the process exit status.
 pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> i32 {
+    // SAFETY: setting a signal disposition; no handler involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let ready: ReadyPipe = Arc::new(Mutex::new(ready));
     let store = match Store::open(&paths.root) {
         Ok(s) => s,

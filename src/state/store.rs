@@ -142,6 +142,24 @@ impl Store {
         }
     }
 
+    /// Insert a new record with a fresh random name (chosen under the lock, so parallel
+    /// creations never pick the same one). Returns the name.
+    pub fn insert_named(&self, rec: &mut ContainerRecord) -> Result<String, StateError> {
+        let _l = self.lock()?;
+        let taken: Vec<String> = self.list()?.into_iter().map(|r| r.name).collect();
+        let mut name = crate::util::ids::random_name();
+        while taken.contains(&name) {
+            name = format!(
+                "{}_{}",
+                crate::util::ids::random_name(),
+                &crate::util::ids::new_id()[..4]
+            );
+        }
+        rec.name = name.clone();
+        self.save(rec)?;
+        Ok(name)
+    }
+
     /// Insert a new record, failing if its name is taken. Takes the lock itself.
     pub fn insert(&self, rec: &ContainerRecord) -> Result<(), StateError> {
         let _l = self.lock()?;

@@ -258,7 +258,9 @@ impl Vm {
                 boot::params::write_pvh(&mem, initrd)?;
                 0
             }
-            EntryMode::Linux64 => boot::params::write_zero_page(&mem, cmdline_len, initrd, None)?,
+            EntryMode::Linux64 => {
+                boot::params::write_zero_page(&mem, cmdline_len, initrd, entry.setup_header)?
+            }
         };
         boot::mptable::write(&mem, cfg.vcpus)?;
         boot::regs::write_tables(&mem, entry.mode)?;

@@ -31,6 +31,7 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<KernelEntry, Vm
             entry,
             mode,
             kernel_end: r.kernel_end,
+            setup_header: None,
         })
     } else {
         let r = BzImage::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START)))
@@ -39,6 +40,7 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<KernelEntry, Vm
             entry: r.kernel_load.0 + 0x200,
             mode: EntryMode::Linux64,
             kernel_end: r.kernel_end,
+            setup_header: r.setup_header,
         })
     }
 }

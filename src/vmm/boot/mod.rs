@@ -25,4 +25,6 @@ pub struct KernelEntry {
     pub mode: EntryMode,
     /// First free guest address after the kernel image.
     pub kernel_end: u64,
+    /// A bzImage's setup header, to start the zero page from.
+    pub setup_header: Option<linux_loader::loader::bootparam::setup_header>,
 }

@@ -112,7 +112,12 @@ echo "v2=$(twinbox exec v2 echo alive)"
 twinbox stop -t 2 v1 >/dev/null
 echo "stopped=$(twinbox inspect v1 | grep -m1 '"Status"' | tr -d ' ",' | cut -d: -f2) code=$(twinbox inspect v1 | grep ExitCode | tr -d ' ,' | cut -d: -f2)"
 echo "logs-after-exit=$(twinbox logs v1 | grep -c tick)"
-twinbox rm v1 >/dev/null; twinbox rm -f v2 >/dev/null
+twinbox exec v2 sh -c 'echo kept > /kept'
+twinbox restart -t 1 v2 >/dev/null
+echo "kept-after-restart=$(twinbox exec v2 cat /kept)"
+twinbox run -d --name v3 --isolation vm busybox sh -c 'sleep 2; echo late; exit 4' >/dev/null
+a=$(twinbox attach v3); echo "attach=$a code=$?"
+twinbox rm v1 v3 >/dev/null; twinbox rm -f v2 >/dev/null
 echo "afterrm=$(twinbox ps -a -q | wc -l) $(ls /var/lib/twinbox/containers | wc -l) $(ls /run/twinbox | wc -l)"
 twinbox run --rm --isolation vm busybox cat /tmp/f 2>/dev/null; echo "fresh=$?"
 "#);
@@ -145,6 +150,12 @@ twinbox run --rm --isolation vm busybox cat /tmp/f 2>/dev/null; echo "fresh=$?"
         "sh as PID 1 ignores SIGTERM: killed after the grace period, as under process isolation"
     );
     assert!(field(&out, "logs-after-exit").parse::<i32>().unwrap() > 3);
+    assert_eq!(
+        field(&out, "kept-after-restart"),
+        "kept",
+        "the scratch disk survives a restart"
+    );
+    assert_eq!(field(&out, "attach"), "late code=4");
     assert_eq!(field(&out, "afterrm"), "0 0 0", "rm leaves nothing");
     assert_eq!(
         field(&out, "fresh"),

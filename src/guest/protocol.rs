@@ -123,17 +123,8 @@ pub fn write_json<T: Serialize>(w: &mut dyn Write, stream: u32, msg: &T) -> io::
 /// One frame: (kind, stream, payload); `Ok(None)` at a clean EOF.
 pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<(Kind, u32, Vec<u8>)>> {
     let mut hdr = [0u8; 9];
-    let mut got = 0;
-    while got < hdr.len() {
-        let n = r.read(&mut hdr[got..])?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(io::ErrorKind::UnexpectedEof.into())
-            };
-        }
-        got += n;
+    if !crate::util::frame::read_header(r, &mut hdr)? {
+        return Ok(None);
     }
     let kind = Kind::from_u8(hdr[0])
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;

@@ -127,17 +127,8 @@ pub fn write_frame(w: &mut dyn Write, kind: Kind, payload: &[u8]) -> io::Result<
 /// Read one frame; `Ok(None)` on a clean EOF before a header.
 pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<(Kind, Vec<u8>)>> {
     let mut hdr = [0u8; 5];
-    let mut got = 0;
-    while got < hdr.len() {
-        let n = r.read(&mut hdr[got..])?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(io::ErrorKind::UnexpectedEof.into())
-            };
-        }
-        got += n;
+    if !crate::util::frame::read_header(r, &mut hdr)? {
+        return Ok(None);
     }
     let kind = Kind::from_u8(hdr[0])
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;

@@ -11,6 +11,17 @@ use std::path::{Path, PathBuf};
 /// previous complete version, which is consistent; it saves a disk flush per write on
 /// the start-up path.)
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_replace(path, data, true)
+}
+
+/// Like [`atomic_write`] but without the flush to disk: still never a torn file after
+/// a crash of the writer, but a power loss may bring back the previous version. For
+/// state that is rebuilt anyway when it is lost (a running container's status).
+pub fn atomic_write_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
+    write_replace(path, data, false)
+}
+
+fn write_replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -20,26 +31,11 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_data()?;
+        if durable {
+            f.sync_data()?;
+        }
         fs::rename(&tmp, path)
     })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// Like [`atomic_write`] but without the flush to disk: still never a torn file after
-/// a crash of the writer, but a power loss may bring back the previous version. For
-/// state that is rebuilt anyway when it is lost (a running container's status).
-pub fn atomic_write_volatile(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = fs::write(&tmp, data).and_then(|_| fs::rename(&tmp, path));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod cpio;
+pub mod frame;
 
 /// The error and its sources on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {

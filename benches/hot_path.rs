@@ -50,7 +50,7 @@ fn busybox_store(dir: &Path) -> (twinbox::image::Store, twinbox::image::Image) {
 fn layers(c: &mut Criterion) {
     let d = tempfile::tempdir().unwrap();
     let (store, img) = busybox_store(d.path());
-    let blob = store.blob_path(&img.manifest.layers()[0].digest().to_string());
+    let blob = store.blob_path(img.manifest.layers()[0].digest().as_ref());
     let data = std::fs::read(blob).unwrap();
     c.bench_function("layer unpack: built-in busybox (gzip tar)", |b| {
         b.iter_batched(

@@ -68,3 +68,25 @@ fn explain_narrates_each_step() {
         assert!(line.contains(" ms ") && line.contains(words), "{line}");
     }
 }
+
+#[test]
+fn compare_and_lab_refuse_bad_input_and_leave_nothing() {
+    let tb = Tb::new();
+    tb.fails(
+        &["compare", "--only", "process", "nosuchimage"],
+        125,
+        "no such image",
+    );
+    tb.fails(
+        &["compare", "--only", "process", "busybox", "nosuchcmd"],
+        127,
+        "executable file not found",
+    );
+    tb.fails(&["lab"], 125, "nothing to run");
+    tb.fails(
+        &["lab", "--script", "/nonexistent/script.sh"],
+        125,
+        "cannot read",
+    );
+    tb.assert_clean(&[]);
+}

@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
 # busybox-static: the built-in image; e2fsprogs: VM disks; util-linux: `script` for the
-# terminal tests; qemu-system-x86 + kmod: the lab; the rest builds twinbox and the kernel.
-want=(busybox-static util-linux e2fsprogs iproute2 gcc libc6-dev ca-certificates curl
+# terminal tests; iproute2 + nftables: networks (bridges, NAT, published ports);
+# qemu-system-x86 + kmod: the lab; the rest builds twinbox and the kernel.
+want=(busybox-static util-linux e2fsprogs iproute2 nftables gcc libc6-dev ca-certificates curl
       qemu-system-x86 kmod xz-utils make bc bison flex libelf-dev linux-source-6.1)
 missing=()
 for p in "${want[@]}"; do

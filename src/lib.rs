@@ -11,6 +11,7 @@ pub mod image;
 pub mod lab;
 pub mod launch;
 pub mod monitor;
+pub mod network;
 pub mod paths;
 pub mod process;
 pub mod sandbox;

@@ -50,6 +50,9 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace (process) / no isolation of the network stack.
     Host,
+    /// Own network namespace (process) or network stack (vm) with the interfaces in
+    /// `SandboxSpec::interfaces`, each on a twinbox bridge network.
+    Bridge,
 }
 
 impl fmt::Display for NetworkMode {
@@ -57,24 +60,8 @@ impl fmt::Display for NetworkMode {
         f.write_str(match self {
             NetworkMode::None => "none",
             NetworkMode::Host => "host",
+            NetworkMode::Bridge => "bridge",
         })
-    }
-}
-
-impl FromStr for NetworkMode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "none" => Ok(NetworkMode::None),
-            "host" => Ok(NetworkMode::Host),
-            "bridge" | "default" => Err(
-                "the bridge network is not available yet: use --network none or --network host"
-                    .to_string(),
-            ),
-            other => Err(format!(
-                "unknown network {other:?}: use \"none\" or \"host\""
-            )),
-        }
     }
 }
 
@@ -114,12 +101,40 @@ pub struct ProcessSpec {
     pub stdin: bool,
 }
 
+/// One network interface of a sandbox on a twinbox bridge network.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// The twinbox network's name.
+    pub network: String,
+    /// Name inside the sandbox: eth0, eth1, …
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: std::net::Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The host side: a veth (process) or a TAP (vm) device on the network's bridge.
+    pub host_device: String,
+    /// Extra names other containers on this network resolve to this address.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// Where twinbox's embedded DNS responder listens inside a sandbox (Docker's address).
+pub const EMBEDDED_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+
 /// Everything a backend needs to start a container's workload.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SandboxSpec {
     pub process: ProcessSpec,
     pub hostname: String,
     pub network: NetworkMode,
+    /// With `NetworkMode::Bridge`: the interfaces, the first one carrying the default
+    /// route.
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    /// Names are resolved by twinbox's DNS responder at `EMBEDDED_DNS` (user networks).
+    #[serde(default)]
+    pub embedded_dns: bool,
     pub resources: Resources,
     pub isolation: Isolation,
 }
@@ -181,6 +196,5 @@ mod tests {
     fn isolation_parses() {
         assert_eq!("vm".parse::<Isolation>().unwrap(), Isolation::Vm);
         assert!("kvm".parse::<Isolation>().is_err());
-        assert!("bridge".parse::<NetworkMode>().is_err());
     }
 }

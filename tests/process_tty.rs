@@ -9,9 +9,10 @@ use std::process::{Command, Stdio};
 /// Run `twinbox args` under `script` with `input` typed slowly; returns (output, code).
 fn in_terminal(tb: &Tb, args: &str, input: &[(u64, &[u8])]) -> (String, Option<i32>) {
     let cmdline = format!(
-        "TWINBOX_ROOT={} TWINBOX_RUN_ROOT={} {} {args}",
+        "TWINBOX_ROOT={} TWINBOX_RUN_ROOT={} nsenter --net={} {} {args}",
         tb.root().display(),
         tb.run_root().display(),
+        tb.netns_path(),
         bin()
     );
     let mut child = Command::new("script")

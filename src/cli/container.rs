@@ -51,9 +51,24 @@ pub struct CreateArgs {
     /// Tune the container's pids limit (-1 for unlimited)
     #[arg(long)]
     pids_limit: Option<i64>,
-    /// Network: "none" (default for now: only lo; the bridge network comes later) or "host"
+    /// Network: "bridge" (default), a user-defined network, "none" (only lo) or "host"
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Add a network-scoped alias (user-defined networks)
+    #[arg(long)]
+    network_alias: Vec<String>,
+    /// IPv4 address on a user-defined network
+    #[arg(long)]
+    ip: Option<String>,
+    /// Publish a container's port to the host: [IP:][HOSTPORT:]CTRPORT[/tcp|udp]
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every port the image exposes to a free host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Add a link to another container: NAME[:ALIAS]
+    #[arg(long)]
+    link: Vec<String>,
     /// Isolation model: process (namespaces + cgroups) or vm (KVM microVM)
     #[arg(long, env = "TWINBOX_ISOLATION")]
     isolation: Option<Isolation>,
@@ -86,6 +101,11 @@ impl CreateArgs {
             cpus: self.cpus,
             pids_limit: self.pids_limit,
             network: self.network.clone(),
+            network_aliases: self.network_alias.clone(),
+            ip: self.ip.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
+            links: self.link.clone(),
             isolation: self.isolation,
         }
     }

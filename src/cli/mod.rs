@@ -7,6 +7,7 @@ mod container;
 mod format;
 mod image;
 mod lab;
+mod network;
 mod system;
 mod vm;
 
@@ -76,6 +77,15 @@ pub enum Command {
     /// Manage containers
     #[command(subcommand)]
     Container(container::ContainerCommand),
+    /// Manage networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List a container's published ports
+    Port {
+        container: String,
+        /// Only this container port (PORT[/PROTO])
+        private_port: Option<String>,
+    },
     /// List images
     Images(image::ImagesArgs),
     /// Manage images
@@ -153,6 +163,11 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Top { container } => container::top(&engine, &container),
         Command::Stats(a) => container::stats(&engine, a),
         Command::Container(c) => container::container_command(&engine, c),
+        Command::Network(c) => network::network_command(&engine, c),
+        Command::Port {
+            container,
+            private_port,
+        } => network::port(&engine, &container, private_port.as_deref()),
         Command::Images(a) => image::images(&engine, a),
         Command::Image(c) => image::image_command(&engine, c),
         Command::Info => system::info(&engine),

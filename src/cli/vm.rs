@@ -67,6 +67,7 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         net: a.tap.map(|tap| crate::vmm::VmNet {
             tap,
             mac: [0x02, 0x74, 0x62, 0x00, 0x00, 0x01],
+            open: None,
         }),
         vsock: a.vsock.map(|p| VmVsock {
             cid: 3,

@@ -1,6 +1,7 @@
 //! `create`: image config + the user's flags -> one SandboxSpec and a container record.
 
 use super::{io_err, user, Engine, EngineError};
+use crate::network::DEFAULT_NETWORK;
 use crate::spec::{merge_env, Isolation, NetworkMode, ProcessSpec, Resources, SandboxSpec};
 use crate::state::{ContainerRecord, ContainerState};
 use crate::util::ids;
@@ -25,7 +26,22 @@ pub struct CreateOptions {
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
     pub network: Option<String>,
+    pub network_aliases: Vec<String>,
+    pub ip: Option<String>,
+    /// `-p` values.
+    pub publish: Vec<String>,
+    /// `-P`: publish every port the image exposes.
+    pub publish_all: bool,
+    /// `--link NAME[:ALIAS]`.
+    pub links: Vec<String>,
     pub isolation: Option<Isolation>,
+}
+
+/// Where `--network` puts a container.
+enum NetChoice {
+    None,
+    Host,
+    Bridge(String),
 }
 
 /// `-e KEY` takes KEY from our environment; `-e KEY=V` is literal.
@@ -52,6 +68,35 @@ fn read_env_file(path: &PathBuf) -> Result<Vec<String>, EngineError> {
             .map(String::from)
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The default bridge's resolv.conf: the host's, without loopback nameservers (they
+/// are unreachable from the container); Docker's public fallback if none is left.
+fn bridge_resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for l in host.lines() {
+        let mut w = l.split_whitespace();
+        match (w.next(), w.next()) {
+            (Some("nameserver"), Some(a)) => {
+                if a.starts_with("127.") || a == "::1" {
+                    continue;
+                }
+                servers += 1;
+                out += l;
+                out.push('\n');
+            }
+            (Some("search" | "options" | "domain"), _) => {
+                out += l;
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    if servers == 0 {
+        out += "nameserver 8.8.8.8\nnameserver 8.8.4.4\n";
+    }
+    out
 }
 
 fn host_hostname() -> String {
@@ -85,15 +130,60 @@ impl Engine {
                 )));
             }
         }
-        let network: NetworkMode = match &o.network {
-            Some(n) => n.parse().map_err(EngineError::Invalid)?,
-            None => NetworkMode::None,
+        let choice = match o.network.as_deref() {
+            None | Some("") | Some("default") => NetChoice::Bridge(DEFAULT_NETWORK.into()),
+            Some("none") => NetChoice::None,
+            Some("host") => NetChoice::Host,
+            Some(n) => NetChoice::Bridge(n.to_string()),
+        };
+        let network = match choice {
+            NetChoice::None => NetworkMode::None,
+            NetChoice::Host => NetworkMode::Host,
+            NetChoice::Bridge(_) => NetworkMode::Bridge,
         };
         let isolation = o.isolation.unwrap_or_default();
         if isolation == Isolation::Vm && network == NetworkMode::Host {
             return Err(EngineError::Invalid(
                 "--network host cannot be used with --isolation vm: a microVM has its own network stack".into(),
             ));
+        }
+        let mut ports = Vec::new();
+        for p in &o.publish {
+            ports.extend(crate::network::ports::parse(p).map_err(EngineError::Invalid)?);
+        }
+        let user_network = match &choice {
+            NetChoice::Bridge(n) if n != DEFAULT_NETWORK => {
+                self.networks()?.find(n)?;
+                true
+            }
+            _ => false,
+        };
+        if network != NetworkMode::Bridge
+            && (!ports.is_empty() || o.publish_all || !o.links.is_empty())
+        {
+            return Err(EngineError::Invalid(format!(
+                "ports and links need a bridge network, not --network {network}"
+            )));
+        }
+        if !user_network && (!o.network_aliases.is_empty() || o.ip.is_some()) {
+            return Err(EngineError::Invalid(
+                "--network-alias and --ip are supported only on user-defined networks".into(),
+            ));
+        }
+        let fixed_ip =
+            o.ip.as_deref()
+                .map(|i| {
+                    i.parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| EngineError::Invalid(format!("invalid IPv4 address {i:?}")))
+                })
+                .transpose()?;
+        let mut links = Vec::new();
+        for l in &o.links {
+            let (n, a) = l.split_once(':').unwrap_or((l, l));
+            self.store.resolve(n).map_err(|_| {
+                EngineError::Invalid(format!("cannot link to {n}: no such container"))
+            })?;
+            links.push((n.to_string(), a.to_string()));
         }
         if let Some(n) = &o.name {
             if !ids::valid_name(n) {
@@ -162,8 +252,20 @@ impl Engine {
         let name = o.name.clone().unwrap_or_default();
         let hostname = o.hostname.clone().unwrap_or_else(|| match network {
             NetworkMode::Host => host_hostname(),
-            NetworkMode::None => id[..12].to_string(),
+            NetworkMode::None | NetworkMode::Bridge => id[..12].to_string(),
         });
+        if o.publish_all {
+            for k in cfg.exposed_ports().clone().unwrap_or_default() {
+                if let Some(m) = crate::network::ports::parse_exposed(&k) {
+                    if !ports
+                        .iter()
+                        .any(|p| p.container_port == m.container_port && p.proto == m.proto)
+                    {
+                        ports.push(m);
+                    }
+                }
+            }
+        }
         let spec = SandboxSpec {
             process: ProcessSpec {
                 args,
@@ -175,6 +277,8 @@ impl Engine {
             },
             hostname: hostname.clone(),
             network,
+            interfaces: Vec::new(),
+            embedded_dns: user_network,
             resources: Resources {
                 memory,
                 cpus: o.cpus,
@@ -197,13 +301,33 @@ impl Engine {
             restart_count: 0,
             state: ContainerState::default(),
             vm: None,
+            ports,
+            links,
         };
         if o.name.is_some() {
             self.store.insert(&rec)?;
         } else {
             self.store.insert_named(&mut rec)?;
         }
+        let net_name = match &choice {
+            NetChoice::Bridge(n) => Some(n.clone()),
+            _ => None,
+        };
         let finish = || -> Result<ContainerRecord, EngineError> {
+            let mut rec = rec.clone();
+            if let Some(n) = &net_name {
+                let iface = self.lease_interface(
+                    &id,
+                    n,
+                    0,
+                    o.network_aliases.clone(),
+                    fixed_ip,
+                    isolation,
+                )?;
+                rec = self
+                    .store
+                    .update(&id, |r| r.spec.interfaces = vec![iface])?;
+            }
             self.write_etc_files(&rec)?;
             if isolation == Isolation::Vm {
                 let t = std::time::Instant::now();
@@ -211,12 +335,15 @@ impl Engine {
                 self.phase("vm disks", t.elapsed());
                 return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
             }
-            Ok(rec.clone())
+            Ok(rec)
         };
         match finish() {
             Ok(r) => Ok(r),
             Err(e) => {
                 let _ = self.store.remove(&id);
+                if let Some(n) = &net_name {
+                    self.release_lease(n, &id);
+                }
                 Err(e)
             }
         }
@@ -231,15 +358,23 @@ impl Engine {
                 .map_err(io_err(format!("cannot write {name} for the container")))
         };
         w("hostname", format!("{h}\n"))?;
+        let mut bare = rec.clone();
+        bare.links.clear();
         w(
             "hosts",
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{h}\n"
-            ),
+            crate::network::session::hosts_file(&self.store, &bare)?,
         )?;
+        let host_resolv = || std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let resolv = match rec.spec.network {
-            NetworkMode::Host => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            NetworkMode::Host => host_resolv(),
             NetworkMode::None => String::new(),
+            NetworkMode::Bridge if rec.spec.embedded_dns => {
+                format!(
+                    "nameserver {}\noptions ndots:0\n",
+                    crate::spec::EMBEDDED_DNS
+                )
+            }
+            NetworkMode::Bridge => bridge_resolv_conf(&host_resolv()),
         };
         w("resolv.conf", resolv)?;
         for d in ["upper", "work"] {

@@ -401,6 +401,7 @@ impl Engine {
             Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),
         }
+        crate::network::session::release_leases(&self.paths.root, &rec);
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
         Ok(rec)
     }
@@ -451,6 +452,7 @@ impl Engine {
         let mut removed = Vec::new();
         for rec in self.list(true)? {
             if !rec.is_active() && self.store.remove(&rec.id).is_ok() {
+                crate::network::session::release_leases(&self.paths.root, &rec);
                 let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
                 removed.push(rec.id);
             }

@@ -6,6 +6,7 @@ mod create;
 mod images;
 mod io;
 mod lifecycle;
+mod network;
 mod query;
 mod user;
 mod vmfiles;
@@ -14,6 +15,7 @@ pub use compare::{Column, Report, Sees, Stat};
 pub use create::CreateOptions;
 pub use io::{CopyTarget, ExecOptions, LogOptions};
 pub use lifecycle::{parse_signal, StartMode};
+pub use network::NetworkSummary;
 pub use query::{human_duration, ContainerSummary, Info};
 
 use crate::image::{self, ImageError};
@@ -33,6 +35,8 @@ pub enum EngineError {
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
     Monitor(#[from] ClientError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     /// A bad flag or argument.
     #[error("{0}")]
     Invalid(String),

@@ -120,7 +120,22 @@ impl Engine {
             state: rec.state.status.to_string(),
             names: rec.name.clone(),
             isolation: rec.spec.isolation.to_string(),
-            ports: String::new(),
+            ports: rec
+                .state
+                .ports
+                .iter()
+                .filter(|_| rec.is_active())
+                .map(|m| {
+                    format!(
+                        "{}:{}->{}/{}",
+                        m.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+                        m.host_port,
+                        m.container_port,
+                        m.proto
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
         }
     }
 
@@ -159,7 +174,12 @@ impl Engine {
             "Driver": "overlay",
             "Isolation": r.spec.isolation.to_string(),
             "HostConfig": {
-                "NetworkMode": r.spec.network.to_string(),
+                "NetworkMode": match r.spec.interfaces.first() {
+                    Some(i) if r.spec.network == crate::spec::NetworkMode::Bridge => i.network.clone(),
+                    _ => r.spec.network.to_string(),
+                },
+                "PortBindings": port_bindings(&r.ports),
+                "Links": r.links.iter().map(|(n, a)| format!("/{n}:/{}/{a}", r.name)).collect::<Vec<_>>(),
                 "AutoRemove": r.auto_remove,
                 "Memory": r.spec.resources.memory.unwrap_or(0),
                 "NanoCpus": r.spec.resources.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
@@ -189,9 +209,7 @@ impl Engine {
                 "OpenStdin": p.stdin,
                 "AttachStdin": p.stdin,
             },
-            "NetworkSettings": {
-                "Networks": { r.spec.network.to_string(): {} },
-            },
+            "NetworkSettings": network_settings(&r),
         }))
     }
 
@@ -229,6 +247,54 @@ impl Engine {
             default_isolation: "process".into(),
         })
     }
+}
+
+/// Docker's `HostConfig.PortBindings` shape.
+fn port_bindings(maps: &[crate::network::ports::PortMapping]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for p in maps {
+        let e = m
+            .entry(format!("{}/{}", p.container_port, p.proto))
+            .or_insert_with(|| json!([]));
+        if let Some(a) = e.as_array_mut() {
+            a.push(json!({
+                "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                "HostPort": if p.host_port == 0 { String::new() } else { p.host_port.to_string() },
+            }));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// Docker's `NetworkSettings`: per network the address, gateway, MAC and aliases; the
+/// ports held while running.
+fn network_settings(r: &ContainerRecord) -> serde_json::Value {
+    let mut nets = serde_json::Map::new();
+    if r.spec.network != crate::spec::NetworkMode::Bridge {
+        nets.insert(r.spec.network.to_string(), json!({}));
+    }
+    for i in &r.spec.interfaces {
+        nets.insert(
+            i.network.clone(),
+            json!({
+                "IPAddress": i.address.to_string(),
+                "IPPrefixLen": i.prefix,
+                "Gateway": i.gateway.to_string(),
+                "MacAddress": crate::network::ipam::mac_string(i.mac),
+                "Aliases": i.aliases,
+                "InterfaceName": i.name,
+                "HostDevice": i.host_device,
+            }),
+        );
+    }
+    let first = r.spec.interfaces.first();
+    json!({
+        "Networks": nets,
+        "IPAddress": first.map(|i| i.address.to_string()).unwrap_or_default(),
+        "Gateway": first.map(|i| i.gateway.to_string()).unwrap_or_default(),
+        "MacAddress": first.map(|i| crate::network::ipam::mac_string(i.mac)).unwrap_or_default(),
+        "Ports": port_bindings(if r.is_active() { &r.state.ports } else { &[] }),
+    })
 }
 
 #[cfg(test)]

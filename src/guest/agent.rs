@@ -96,7 +96,7 @@ fn cmdline_value(key: &str) -> Option<String> {
         .find_map(|w| w.strip_prefix(&format!("{key}=")).map(String::from))
 }
 
-fn vsock_connect(cid: u32, port: u32) -> io::Result<File> {
+pub(crate) fn vsock_connect(cid: u32, port: u32) -> io::Result<File> {
     // SAFETY: socket(2) with constant arguments.
     let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -641,8 +641,9 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
     rootfs::mask_and_protect(Path::new(ROOT))?;
     nix::unistd::sethostname(&spec.hostname)
         .map_err(|e| SetupError::new("sethostname", io::Error::from(e)))?;
-    if spec.network == NetworkMode::None {
-        workload::loopback_up()?;
+    workload::loopback_up()?;
+    if spec.network == NetworkMode::Bridge {
+        super::net::configure(spec)?;
     }
     Ok(())
 }

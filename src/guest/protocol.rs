@@ -13,6 +13,8 @@ use std::io::{self, Read, Write};
 pub const VERSION: u32 = 1;
 /// The vsock port the host listens on for the agent.
 pub const AGENT_PORT: u32 = 1024;
+/// The vsock port the agent relays DNS queries to (framed as DNS over TCP).
+pub const DNS_PORT: u32 = 53;
 /// Bounds a frame so a corrupt stream cannot make us allocate without limit.
 pub const MAX_FRAME: usize = 1 << 20;
 

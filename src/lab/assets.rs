@@ -1,6 +1,7 @@
 //! What the lab's emulated machine (L1) is made of, collected from the host and Debian's
 //! packages, and cached: Debian's cloud kernel and its modules (kvm, kvm-amd, overlay,
-//! tun, bridge, veth and their dependencies), busybox, and mkfs.ext4 with its libraries.
+//! tun, bridge, veth, nftables and their dependencies), busybox, and mkfs.ext4 and nft
+//! with their libraries.
 
 use super::LabError;
 use std::collections::BTreeSet;
@@ -16,6 +17,13 @@ const WANTED_MODULES: &[&str] = &[
     "tun",
     "veth",
     "bridge",
+    // nftables for twinbox's NAT and published ports
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_fib_ipv4",
+    "nft_ct",
 ];
 
 pub struct L1Kernel {
@@ -114,7 +122,12 @@ fn module_deps(ko: &Path) -> Result<Vec<String>, LabError> {
 /// Download (once) Debian's cloud kernel and collect the modules the lab loads.
 pub fn l1_kernel(cache: &Path) -> Result<L1Kernel, LabError> {
     let (pkg, ver) = cloud_kernel_package()?;
-    let dir = cache.join("l1").join(format!("{pkg}_{ver}"));
+    // The module list is part of the key: adding one re-extracts the package.
+    let wanted = {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(WANTED_MODULES.join(",").as_bytes())[..6])
+    };
+    let dir = cache.join("l1").join(format!("{pkg}_{ver}-{wanted}"));
     let order_file = dir.join("modules.order");
     if !(dir.join("vmlinuz").exists() && order_file.exists()) {
         eprintln!("lab: fetching {pkg} {ver} (once)");

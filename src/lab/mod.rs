@@ -100,7 +100,9 @@ stty -F /dev/ttyS2 raw -echo 2>/dev/null
 export TWINBOX_KERNEL=/lab/vmlinux TWINBOX_ROOT=/var/lib/twinbox TWINBOX_RUN_ROOT=/run/twinbox HOME=/root
 [ -c /dev/kvm ] || echo "lab: no /dev/kvm in L1"
 cd /tmp
-sh /lab/cmd.sh </dev/null >/dev/ttyS1 2>/dev/ttyS2
+# The scenario gets a network namespace of its own (with only lo): whatever it builds
+# (bridges, NAT, published ports) lives and dies there.
+unshare -n sh -c 'ip link set lo up; exec sh /lab/cmd.sh' </dev/null >/dev/ttyS1 2>/dev/ttyS2
 echo "TWINBOX-LAB-EXIT=$?" >/dev/ttyS0
 sync
 poweroff -f
@@ -120,6 +122,16 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
     for f in assets::program_with_libs(&mkfs)? {
         let dest = if f == mkfs {
             "sbin/mkfs.ext4".to_string()
+        } else {
+            f.display().to_string().trim_start_matches('/').to_string()
+        };
+        files.push((f, dest));
+    }
+    let nft =
+        which("nft").ok_or_else(|| LabError::Tool("nft not found: install nftables".into()))?;
+    for f in assets::program_with_libs(&nft)? {
+        let dest = if f == nft {
+            "usr/sbin/nft".to_string()
         } else {
             f.display().to_string().trim_start_matches('/').to_string()
         };

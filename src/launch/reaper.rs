@@ -1,5 +1,10 @@
 //! One thread reaps every child of the monitor and hands each exit status to whoever
 //! waits for that pid, whether the wait started before or after the exit.
+//!
+//! It blocks in waitpid(-1) while the monitor may have children, and sleeps only once
+//! waitpid says there are none (ECHILD) and nothing was forked since. It never counts
+//! exits: a child somebody else started (a helper program) is reaped too, and must not
+//! make it believe a container's process is gone.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -13,7 +18,10 @@ enum Slot {
 #[derive(Default)]
 struct Inner {
     slots: HashMap<i32, Slot>,
-    children: usize,
+    /// There may be children to wait for.
+    active: bool,
+    /// Bumped by every `forked()`.
+    generation: u64,
 }
 
 /// Shared reaper state.
@@ -37,7 +45,9 @@ impl Reaper {
     /// Tell the reaper a child was forked (so it blocks in waitpid again).
     pub fn forked(&self) {
         let (m, cv) = &*self.inner;
-        m.lock().unwrap_or_else(|e| e.into_inner()).children += 1;
+        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        g.active = true;
+        g.generation += 1;
         cv.notify_all();
     }
 
@@ -60,7 +70,6 @@ impl Reaper {
     fn deliver(&self, pid: i32, status: i32) {
         let (m, _) = &*self.inner;
         let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-        g.children = g.children.saturating_sub(1);
         match g.slots.remove(&pid) {
             Some(Slot::Waiting(tx)) => {
                 let _ = tx.send(status);
@@ -73,13 +82,14 @@ impl Reaper {
 
     fn run(&self) {
         loop {
-            {
+            let generation = {
                 let (m, cv) = &*self.inner;
                 let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-                while g.children == 0 {
+                while !g.active {
                     g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
-            }
+                g.generation
+            };
             let mut status = 0;
             // SAFETY: waitpid with a valid pointer to a local int.
             let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
@@ -89,7 +99,10 @@ impl Reaper {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() == Some(libc::ECHILD) {
                     let (m, _) = &*self.inner;
-                    m.lock().unwrap_or_else(|e| e.into_inner()).children = 0;
+                    let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+                    if g.generation == generation {
+                        g.active = false;
+                    }
                 }
             }
         }

@@ -258,7 +258,13 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             }
         })
     };
-    let started = start::start_backend(paths, &rec, trace);
+    let dns_sock: Arc<Mutex<Option<std::net::UdpSocket>>> = Arc::default();
+    let mut net_session = None;
+    let started = network_start(paths, &store, &rec).and_then(|s| {
+        let r = start::start_backend(paths, &store, &rec, &s, &dns_sock, trace);
+        net_session = Some(s);
+        r
+    });
     let (sandbox, io) = match started {
         Ok(s) => s,
         Err(e) => {
@@ -277,10 +283,21 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
                     code: e.exit_code(),
                 },
             );
+            drop(net_session);
+            crate::network::session::teardown(&paths.root, &store, &rec, false);
             let _ = std::fs::remove_dir_all(&run_dir);
             return e.exit_code();
         }
     };
+    let net_session = net_session.unwrap_or(crate::network::session::Session {
+        bridges: Vec::new(),
+        reservations: Vec::new(),
+    });
+    let published: Vec<_> = net_session
+        .reservations
+        .iter()
+        .map(|r| r.mapping.clone())
+        .collect();
     let me = std::process::id() as i32;
     let pid = sandbox.pid();
     // Runtime status: if a power loss takes it back, reconciliation finds the monitor gone.
@@ -294,7 +311,41 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.exit_code = None;
         r.state.oom_killed = false;
         r.state.error.clear();
+        r.state.ports = published.clone();
     });
+    if !published.is_empty() {
+        if let Err(e) = crate::network::session::publish(&paths.root, &store) {
+            // The ports cannot be published: the start fails as a whole.
+            let msg = error_chain(&e);
+            log_line(paths, id, &format!("start failed: {msg}"));
+            let _ = sandbox.kill();
+            let _ = sandbox.wait();
+            sandbox.cleanup();
+            let _ = store.update(id, |r| {
+                r.state = crate::state::ContainerState::default();
+                r.state.error = msg.clone();
+            });
+            crate::network::session::teardown(&paths.root, &store, &rec, true);
+            if let Some((mut c, _)) = first {
+                let _ = write_frame(&mut c, Kind::Error, msg.as_bytes());
+                let _ = write_frame(&mut c, Kind::Exit, &protocol::exit_payload(125));
+            }
+            send_ready(
+                &ready,
+                &Ready {
+                    ok: false,
+                    error: msg,
+                    code: 125,
+                },
+            );
+            let _ = std::fs::remove_dir_all(&run_dir);
+            return 125;
+        }
+    }
+    if let Some(sock) = dns_sock.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let resolver = crate::network::session::StoreResolver::new(store.clone(), id);
+        std::thread::spawn(move || crate::network::dns::serve_udp(sock, &resolver));
+    }
     let shared = Arc::new(Shared {
         sandbox,
         attachers: Mutex::new(Vec::new()),
@@ -365,8 +416,12 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.metrics = Some(metrics.clone());
     });
     shared.sandbox.cleanup();
+    let final_rec = store.load(id).unwrap_or_else(|_| rec.clone());
+    crate::network::session::teardown(&paths.root, &store, &final_rec, !published.is_empty());
+    drop(net_session);
     if auto_remove {
         let _ = store.remove(id);
+        crate::network::session::release_leases(&paths.root, &final_rec);
     }
     // Runtime files go before anyone hears of the exit, so a caller that returns on
     // the exit finds nothing left (open connections keep working without the path).
@@ -391,6 +446,22 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
 }
 
 pub use crate::util::error_chain;
+
+/// Bridges, reserved ports and /etc/hosts (with links) before the sandbox starts.
+fn network_start(
+    paths: &Paths,
+    store: &Store,
+    rec: &crate::state::ContainerRecord,
+) -> Result<crate::network::session::Session, SandboxError> {
+    use crate::network::session;
+    let err = |e: crate::network::NetworkError| SandboxError::Other(error_chain(&e));
+    let s = session::prepare(&paths.root, store, rec).map_err(err)?;
+    if rec.spec.network == crate::spec::NetworkMode::Bridge {
+        let hosts = session::hosts_file(store, rec).map_err(err)?;
+        std::fs::write(paths.container_dir(&rec.id).join("hosts"), hosts)?;
+    }
+    Ok(s)
+}
 
 impl From<SandboxError> for Ready {
     fn from(e: SandboxError) -> Ready {
@@ -421,9 +492,11 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
     log_line(paths, id, "monitor found dead; container marked exited");
     if rec.auto_remove {
         let _ = store.remove(id);
+        crate::network::session::teardown(&paths.root, store, &rec, !rec.state.ports.is_empty());
+        crate::network::session::release_leases(&paths.root, &rec);
         return None;
     }
-    store
+    let out = store
         .update(id, |r| {
             if r.is_active() {
                 r.state.status = Status::Exited;
@@ -432,7 +505,10 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
                 r.state.finished_at = Some(chrono::Utc::now());
                 r.state.error =
                     "the container's monitor process died; the workload was killed with it".into();
+                r.state.ports.clear();
             }
         })
-        .ok()
+        .ok();
+    crate::network::session::teardown(&paths.root, store, &rec, !rec.state.ports.is_empty());
+    out
 }

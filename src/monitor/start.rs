@@ -1,17 +1,33 @@
 //! Starting the backend a container's spec names.
 
 use crate::launch::rootfs::RootfsPlan;
+use crate::network::dns::Resolver;
+use crate::network::session::{self, Session, StoreResolver};
+use crate::network::NetworkError;
 use crate::paths::Paths;
+use crate::process::NetHook;
 use crate::process::{ProcessSandbox, ProcessStart};
 use crate::sandbox::{Sandbox, SandboxError, Trace, WorkloadIo};
-use crate::spec::Isolation;
-use crate::state::ContainerRecord;
+use crate::spec::{Isolation, NetworkMode};
+use crate::state::{ContainerRecord, Store};
 use crate::vmm::sandbox::{VmSandbox, VmStart};
+use crate::vmm::VmNet;
+use std::net::UdpSocket;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
+fn net_err(e: NetworkError) -> SandboxError {
+    SandboxError::Other(crate::util::error_chain(&e))
+}
+
+/// Start the container's sandbox with its network plugged in. For a process container
+/// on a user network, the embedded DNS socket (inside its namespace) is put in `dns`.
 pub fn start_backend(
     paths: &Paths,
+    store: &Store,
     rec: &ContainerRecord,
+    net: &Session,
+    dns: &Arc<Mutex<Option<UdpSocket>>>,
     trace: Trace,
 ) -> Result<(Box<dyn Sandbox>, WorkloadIo), SandboxError> {
     match rec.spec.isolation {
@@ -33,11 +49,26 @@ pub fn start_backend(
                     (dir.join("resolv.conf"), "/etc/resolv.conf"),
                 ],
             };
+            let net_hook: Option<NetHook> = (rec.spec.network == NetworkMode::Bridge).then(|| {
+                let rec = rec.clone();
+                let bridges = net.bridges.clone();
+                let dns = dns.clone();
+                Box::new(move |pid: i32| {
+                    let s = Session {
+                        bridges: bridges.clone(),
+                        reservations: Vec::new(),
+                    };
+                    let sock = session::attach_process(&rec, &s, pid).map_err(net_err)?;
+                    *dns.lock().unwrap_or_else(|e| e.into_inner()) = sock;
+                    Ok(())
+                }) as NetHook
+            });
             let (sb, io) = ProcessSandbox::start(ProcessStart {
                 id: rec.id.clone(),
                 spec: rec.spec.clone(),
                 rootfs: plan,
                 trace: Some(trace),
+                net_hook,
             })?;
             Ok((Box::new(sb), io))
         }
@@ -60,6 +91,17 @@ pub fn start_backend(
                     ("/etc/hosts".into(), read("hosts")),
                     ("/etc/resolv.conf".into(), read("resolv.conf")),
                 ],
+                net: session::attach_vm(rec, net)
+                    .map_err(net_err)?
+                    .zip(rec.spec.interfaces.first())
+                    .map(|(f, i)| VmNet {
+                        tap: i.host_device.clone(),
+                        mac: i.mac,
+                        open: Some(f),
+                    }),
+                dns: rec.spec.embedded_dns.then(|| {
+                    Arc::new(StoreResolver::new(store.clone(), &rec.id)) as Arc<dyn Resolver>
+                }),
                 trace: Some(trace),
             })?;
             Ok((Box::new(sb), io))

@@ -37,7 +37,13 @@ pub struct ProcessStart {
     pub rootfs: RootfsPlan,
     /// Called with (step, duration, explanation) as each step completes (`--explain`).
     pub trace: Option<Trace>,
+    /// Run in the monitor with the child's pid once its namespaces exist and before it
+    /// goes on: plugs its network interfaces in.
+    pub net_hook: Option<NetHook>,
 }
+
+/// See `ProcessStart::net_hook`.
+pub type NetHook = Box<dyn Fn(i32) -> Result<(), SandboxError> + Send + Sync>;
 
 /// A running process container.
 pub struct ProcessSandbox {
@@ -106,7 +112,7 @@ impl ProcessSandbox {
         let cap_last = caps::last_cap();
         let mut flags =
             libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-        if cfg.spec.network == NetworkMode::None {
+        if cfg.spec.network != NetworkMode::Host {
             flags |= libc::CLONE_NEWNET;
         }
         let t_clone = Instant::now();
@@ -155,6 +161,11 @@ impl ProcessSandbox {
         let t_join = Instant::now();
         cgroup.add(pid).map_err(|e| fail(e.into()))?;
         trace("cgroup join", t_join.elapsed());
+        if let Some(hook) = &cfg.net_hook {
+            let t_net = Instant::now();
+            hook(pid).map_err(fail)?;
+            trace("network", t_net.elapsed());
+        }
         let go_at = crate::util::clock::monotonic_ns();
         go_w.write_all(b"g").map_err(|e| fail(e.into()))?;
         drop(go_w);
@@ -222,7 +233,7 @@ impl ProcessSandbox {
             mark("masked paths");
             nix::unistd::sethostname(&cfg.spec.hostname)
                 .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
-            if cfg.spec.network == NetworkMode::None {
+            if cfg.spec.network != NetworkMode::Host {
                 workload::loopback_up()?;
             }
             mark("hostname+network");

@@ -44,6 +44,9 @@ pub struct ContainerState {
     /// What the last run cost (start-up phases, CPU, memory), written at its exit.
     #[serde(default)]
     pub metrics: Option<crate::sandbox::Metrics>,
+    /// Host ports held for the running container (what `port` lists).
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
 }
 
 impl Default for ContainerState {
@@ -59,6 +62,7 @@ impl Default for ContainerState {
             started_at: None,
             finished_at: None,
             metrics: None,
+            ports: Vec::new(),
         }
     }
 }
@@ -97,6 +101,12 @@ pub struct ContainerRecord {
     pub state: ContainerState,
     #[serde(default)]
     pub vm: Option<VmFiles>,
+    /// Ports to publish at each start (`-p`, `-P`); host port 0 = any free one.
+    #[serde(default)]
+    pub ports: Vec<crate::network::ports::PortMapping>,
+    /// `--link NAME:ALIAS`: (container, alias), written into /etc/hosts at start.
+    #[serde(default)]
+    pub links: Vec<(String, String)>,
 }
 
 impl ContainerRecord {

@@ -288,6 +288,8 @@ mod tests {
             restart_count: 0,
             state: ContainerState::default(),
             vm: None,
+            ports: vec![],
+            links: vec![],
         }
     }
 

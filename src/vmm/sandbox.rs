@@ -38,6 +38,10 @@ pub struct VmStart {
     pub console_log: PathBuf,
     /// /etc/hostname, /etc/hosts, /etc/resolv.conf for the guest.
     pub etc: Vec<(String, String)>,
+    /// The network interface (a TAP on a twinbox bridge), if any.
+    pub net: Option<super::VmNet>,
+    /// Answers the guest agent's DNS relay (vsock port `protocol::DNS_PORT`).
+    pub dns: Option<Arc<dyn crate::network::dns::Resolver>>,
     pub trace: Option<crate::sandbox::Trace>,
 }
 
@@ -272,7 +276,20 @@ impl VmSandbox {
         let _ = std::fs::remove_file(&agent_path);
         let listener = UnixListener::bind(&agent_path)?;
         listener.set_nonblocking(true)?;
+        if let Some(r) = cfg.dns.clone() {
+            let p = format!("{}_{}", base.display(), protocol::DNS_PORT);
+            let _ = std::fs::remove_file(&p);
+            let dns = UnixListener::bind(&p)?;
+            std::thread::spawn(move || {
+                for c in dns.incoming().flatten() {
+                    let r = r.clone();
+                    std::thread::spawn(move || crate::network::dns::serve_stream(c, r.as_ref()));
+                }
+            });
+        }
         let console = File::create(&cfg.console_log)?;
+        let mut cfg = cfg;
+        let net = cfg.net.take();
         let vm = Vm::start(VmConfig {
             kernel: cfg.kernel.clone(),
             initrd: Some(cfg.initrd.clone()),
@@ -291,7 +308,7 @@ impl VmSandbox {
                     id: "twinbox-scratch".into(),
                 },
             ],
-            net: None,
+            net,
             vsock: Some(VmVsock {
                 cid: GUEST_CID,
                 uds_base: base,

@@ -37,6 +37,9 @@ pub struct VmDisk {
 pub struct VmNet {
     pub tap: String,
     pub mac: [u8; 6],
+    /// The TAP already opened (and attached to a bridge) by the caller; None: open
+    /// (create) `tap` here.
+    pub open: Option<std::fs::File>,
 }
 
 pub struct VmVsock {
@@ -151,7 +154,7 @@ const REQUIRED_CAPS: &[(Cap, &str)] = &[
 impl Vm {
     /// The boot recipe: kvm -> vm -> memory -> kernel -> boot params -> devices ->
     /// vcpus -> run.
-    pub fn start(cfg: VmConfig) -> Result<Vm, VmmError> {
+    pub fn start(mut cfg: VmConfig) -> Result<Vm, VmmError> {
         if cfg.vcpus == 0 || cfg.vcpus > boot::mptable::MAX_CPUS {
             return Err(VmmError::Config(format!("{} vCPUs", cfg.vcpus)));
         }
@@ -215,9 +218,12 @@ impl Vm {
             }));
             slots.push(slot);
         }
-        if let Some(n) = &cfg.net {
-            let tap = net::open_tap(&n.tap)
-                .map_err(|e| VmmError::Device(format!("tap {}: {e}", n.tap)))?;
+        if let Some(n) = cfg.net.as_mut() {
+            let tap = match n.open.take() {
+                Some(f) => f,
+                None => net::open_tap(&n.tap)
+                    .map_err(|e| VmmError::Device(format!("tap {}: {e}", n.tap)))?,
+            };
             let dev = Net::new(tap, n.mac);
             let tap_fd = dev.tap_fd();
             let dev = Arc::new(Mutex::new(dev));

@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests that run the real `twinbox` binary.
 //!
 //! Each test gets its own state and runtime directories, so tests run in parallel
-//! without seeing each other. These tests need root (namespaces, cgroups, mounts):
+//! without seeing each other, and its own network namespace: every bridge, rule,
+//! published port and packet a test makes stays inside it, and goes with it. These tests need root (namespaces, cgroups, mounts):
 //! run as root, as CI does. Without root they fail with a message saying so.
 
 #![allow(dead_code)]
@@ -11,6 +12,9 @@ use std::process::{Command, Output, Stdio};
 
 pub struct Tb {
     pub dir: tempfile::TempDir,
+    /// The test's network namespace (`ip netns` name), where every command runs.
+    pub netns: String,
+    netns_fd: std::fs::File,
 }
 
 pub fn require_root() {
@@ -33,7 +37,65 @@ impl Tb {
             .prefix("tbtest")
             .tempdir_in("/tmp")
             .unwrap();
-        Tb { dir }
+        let netns = format!(
+            "tbt-{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("tbtest")
+        );
+        let st = Command::new("ip")
+            .args(["netns", "add", &netns])
+            .status()
+            .expect("ip (iproute2) is needed to give each test its own network namespace");
+        assert!(st.success(), "ip netns add {netns} failed");
+        let st = Command::new("ip")
+            .args(["-n", &netns, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "lo up in {netns}");
+        let netns_fd = std::fs::File::open(format!("/run/netns/{netns}")).unwrap();
+        Tb {
+            dir,
+            netns,
+            netns_fd,
+        }
+    }
+
+    /// /run/netns/<name>, for `nsenter --net=`.
+    pub fn netns_path(&self) -> String {
+        format!("/run/netns/{}", self.netns)
+    }
+
+    /// Run a host command inside the test's network namespace.
+    pub fn host(&self, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.netns])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+
+    /// twinbox's devices and rules left in the test's namespace (should be none after
+    /// every container and network is removed).
+    pub fn net_leftovers(&self) -> Vec<String> {
+        let links = String::from_utf8_lossy(&self.host(&["ip", "-o", "link"]).stdout).into_owned();
+        let mut left: Vec<String> = links
+            .lines()
+            .filter_map(|l| {
+                l.split(':')
+                    .nth(1)
+                    .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+            })
+            .filter(|n| n.starts_with("twinbox") || n.starts_with("tb"))
+            .collect();
+        let rules =
+            String::from_utf8_lossy(&self.host(&["nft", "list", "ruleset"]).stdout).into_owned();
+        if rules.contains("twinbox") {
+            left.push(format!("nftables: {rules}"));
+        }
+        left
     }
 
     pub fn root(&self) -> PathBuf {
@@ -45,12 +107,25 @@ impl Tb {
     }
 
     pub fn cmd(&self, args: &[&str]) -> Command {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new(bin());
         c.env("TWINBOX_ROOT", self.root())
             .env("TWINBOX_RUN_ROOT", self.run_root())
             .env_remove("TWINBOX_ISOLATION")
             .args(args)
             .stdin(Stdio::null());
+        let fd = self.netns_fd.as_raw_fd();
+        // SAFETY: between fork and exec only setns(2), which is async-signal-safe, on a
+        // descriptor the parent keeps open.
+        unsafe {
+            c.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         c
     }
 
@@ -138,6 +213,23 @@ impl Tb {
         assert!(!mounts.contains(&root), "mounts left behind under {root}");
         let procs = processes_mentioning(&root);
         assert!(procs.is_empty(), "processes left behind: {procs:?}");
+        let devs: Vec<String> = self
+            .net_leftovers()
+            .into_iter()
+            .filter(|d| d.starts_with("tbv") || d.starts_with("tbt"))
+            .collect();
+        assert!(
+            devs.is_empty(),
+            "container network devices left behind: {devs:?}"
+        );
+    }
+}
+
+impl Drop for Tb {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.netns])
+            .status();
     }
 }
 

@@ -62,7 +62,7 @@ fn default_bridge_gives_an_address_a_route_and_nat() {
     ]);
     assert!(out.contains("10.88.0.2/16"), "{out}");
     tb.ok(&["network", "rm", "bridge"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
     assert_eq!(
         ip_forward(&tb),
         "0",
@@ -150,7 +150,7 @@ fn user_network_names_aliases_and_later_containers_resolve() {
     );
     tb.ok(&["rm", "-f", "echo", "early", "late", "elsewhere"]);
     tb.ok(&["network", "rm", "appnet", "bridge"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
     tb.assert_clean(&[]);
 }
 
@@ -238,7 +238,7 @@ fn published_ports_reach_the_container_until_it_stops() {
     assert!(eventually(10, || fetch(&tb, "http://127.0.0.1:8080/").is_some()));
     tb.ok(&["rm", "-f", "web", "rnd"]);
     tb.ok(&["network", "rm", "bridge"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
     tb.assert_clean(&[]);
 }
 
@@ -350,7 +350,7 @@ fn links_connect_and_disconnect() {
     assert_eq!(v["Leases"], 0, "the address went back");
     tb.ok(&["rm", "-f", "db"]);
     tb.ok(&["network", "rm", "side", "bridge"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
     tb.assert_clean(&[]);
 }
 
@@ -444,7 +444,7 @@ fn leases_are_unique_freed_on_rm_and_survive_a_dead_monitor() {
     tb.ok(&["rm", "victim", "c0"]);
     assert_eq!(inspect(&tb, &["network", "inspect", "small"])["Leases"], 0);
     tb.ok(&["network", "rm", "small"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
     tb.assert_clean(&[]);
 }
 
@@ -518,6 +518,35 @@ fn bad_network_input_is_one_line_and_leaves_nothing() {
     let gone = tb.ok(&["network", "prune"]);
     assert_eq!(gone, "");
     tb.ok(&["network", "rm", "bridge"]);
-    assert_eq!(tb.net_leftovers(), Vec::<String>::new());
+    tb.assert_net_clean();
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn the_default_subnet_avoids_addresses_in_use() {
+    let tb = Tb::new();
+    for c in [
+        &[
+            "ip", "link", "add", "hostnic0", "type", "veth", "peer", "name", "hostnic1",
+        ][..],
+        &["ip", "addr", "add", "10.88.40.1/24", "dev", "hostnic0"],
+        &["ip", "link", "set", "hostnic0", "up"],
+    ] {
+        assert!(tb.host(c).status.success());
+    }
+    let out = tb.ok(&[
+        "run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0",
+    ]);
+    assert!(
+        out.contains("inet 10.89.0.2/16"),
+        "10.88/16 is taken on the host: {out}"
+    );
+    tb.fails(
+        &["network", "create", "--subnet", "10.88.40.0/26", "clash"],
+        125,
+        "in use on this host",
+    );
+    tb.ok(&["network", "rm", "bridge"]);
+    tb.assert_net_clean();
     tb.assert_clean(&[]);
 }

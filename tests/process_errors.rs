@@ -47,9 +47,9 @@ fn bad_input_is_refused_and_leaves_nothing() {
         "unable to find user ghost",
     );
     tb.fails(
-        &["run", "--rm", "--network", "bridge", "busybox", "true"],
+        &["run", "--rm", "--network", "nosuchnet", "busybox", "true"],
         125,
-        "network",
+        "network nosuchnet not found",
     );
     tb.fails(
         &["run", "--rm", "--name", "bad/name", "busybox", "true"],

@@ -281,3 +281,55 @@ echo "l1=$(uname -r)"
         "the Debian bzImage booted in twinbox's VMM"
     );
 }
+
+#[test]
+fn networks_between_microvms_and_process_containers() {
+    // Inside the lab machine, in a network namespace of the scenario's own (see
+    // `twinbox lab`): a user network with a process container and two microVMs that
+    // find each other by name; a microVM's published port reached from the host at
+    // 127.0.0.1; nothing of twinbox left after rm and network rm.
+    let (out, err, code) = lab(r#"
+twinbox network create tnet >/dev/null
+twinbox run -d --name pa --network tnet busybox nc -ll -p 7 -e cat >/dev/null
+twinbox run -d --name va --isolation vm --network tnet busybox nc -ll -p 7 -e cat >/dev/null
+echo "vm2vm=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'ping -c1 -W5 va >/dev/null && echo ping-ok; echo hi | nc -w5 va 7' | tr '\n' ' ')"
+echo "vm2proc=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'echo there | nc -w5 pa 7')"
+echo "proc2vm=$(twinbox exec pa sh -c 'echo yo | nc -w5 va 7')"
+echo "vmaddr=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'ip -4 -o addr show eth0; ip route | grep default; cat /etc/resolv.conf' | tr '\n' ' ')"
+twinbox run -d --name vweb --isolation vm -p 8080:80 busybox sh -c 'echo vmpage > /tmp/index.html; exec httpd -f -p 80 -h /tmp' >/dev/null
+i=0; out=; while [ $i -lt 50 ]; do out=$(timeout 5 wget -qO- http://127.0.0.1:8080/ 2>/dev/null) && break; sleep 0.2; i=$((i+1)); done
+echo "vmweb=$out"
+echo "port=$(twinbox port vweb)"
+twinbox stop -t 1 vweb >/dev/null
+echo "after-stop=$(timeout 5 wget -qO- http://127.0.0.1:8080/ 2>&1 | grep -c vmpage)"
+echo "none=$(twinbox run --rm --isolation vm --network none busybox ip -o link | grep -c ': eth')"
+twinbox rm -f pa va vweb >/dev/null
+twinbox network rm tnet bridge >/dev/null
+sleep 1
+echo "links=$(ip -o link | grep -c -E ': (tb|twinbox)')"
+echo "rules=$(nft list ruleset | grep -c twinbox)"
+echo "forward=$(cat /proc/sys/net/ipv4/ip_forward)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let vm2vm = field(&out, "vm2vm");
+    assert!(vm2vm.contains("ping-ok") && vm2vm.contains("hi"), "{out}");
+    assert_eq!(field(&out, "vm2proc"), "there", "{out}");
+    assert_eq!(field(&out, "proc2vm"), "yo", "{out}");
+    let addr = field(&out, "vmaddr");
+    assert!(
+        addr.contains("inet 10.89.0.") && addr.contains("default via 10.89.0.1"),
+        "{out}"
+    );
+    assert!(addr.contains("nameserver 127.0.0.11"), "{out}");
+    assert_eq!(field(&out, "vmweb"), "vmpage", "{out}");
+    assert_eq!(field(&out, "port"), "80/tcp -> 0.0.0.0:8080");
+    assert_eq!(
+        field(&out, "after-stop"),
+        "0",
+        "the rule goes with the stop"
+    );
+    assert_eq!(field(&out, "none"), "0", "--network none: no eth");
+    assert_eq!(field(&out, "links"), "0", "{out}");
+    assert_eq!(field(&out, "rules"), "0", "{out}");
+    assert_eq!(field(&out, "forward"), "0", "forwarding restored");
+}

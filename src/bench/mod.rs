@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-pub const SUITES: &[&str] = &["startup", "density", "cpu", "io", "net"];
+pub mod net;
+
+pub const SUITES: &[&str] = &["startup", "density", "cpu", "io", "net", "rtt"];
 
 /// One runtime's (or configuration's) samples in a suite.
 #[derive(Serialize, Deserialize, Debug, Clone, Default)]
@@ -233,13 +235,20 @@ pub fn startup_native(engine: &crate::engine::Engine, runs: usize) -> Vec<Series
         Ok(v) => out.push(series("bare exec (busybox true)", "native", v)),
         Err(e) => out.push(skipped("bare exec (busybox true)", &e)),
     }
-    match time_runs(runs, |_| {
-        let mut c = twinbox(&engine.paths);
-        c.args(["run", "--rm", "busybox", "true"]);
-        c
-    }) {
-        Ok(v) => out.push(series("twinbox --isolation process", "native", v)),
-        Err(e) => out.push(skipped("twinbox --isolation process", &e)),
+    // Like crun and runc below: a network namespace with only lo. Then with the
+    // default bridge (a veth pair, an address, a route), what `run` does by default.
+    for (name, net) in [
+        ("twinbox --isolation process", "none"),
+        ("twinbox --isolation process (bridge network)", "bridge"),
+    ] {
+        match time_runs(runs, |_| {
+            let mut c = twinbox(&engine.paths);
+            c.args(["run", "--rm", "--network", net, "busybox", "true"]);
+            c
+        }) {
+            Ok(v) => out.push(series(name, "native", v)),
+            Err(e) => out.push(skipped(name, &e)),
+        }
     }
     let bundle_dir =
         std::env::temp_dir().join(format!("twinbox-bench-bundle-{}", std::process::id()));
@@ -287,7 +296,16 @@ pub fn startup_vm(engine: &crate::engine::Engine, runs: usize, location: &str) -
     let mut out = Vec::new();
     match time_runs(runs, |_| {
         let mut c = twinbox(&engine.paths);
-        c.args(["run", "--rm", "--isolation", "vm", "busybox", "true"]);
+        c.args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--isolation",
+            "vm",
+            "busybox",
+            "true",
+        ]);
         c
     }) {
         Ok(v) => out.push(series("twinbox --isolation vm", location, v)),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Suites: startup, density, cpu, io, net (default: all)
+    /// Suites: startup, density, cpu, io, net (throughput), rtt (default: all)
     suites: Vec<String>,
     /// Samples per series (after a warm-up)
     #[arg(long, default_value_t = 10)]
@@ -37,6 +37,33 @@ fn vm_parts(engine: &Engine, suites: &[String], runs: usize, location: &str) -> 
             "cpu" => bench::cpu(engine, runs.min(5), &["vm"], location),
             "io" => bench::io(engine, runs.min(5), &["vm"], location),
             "density" => vec![bench::density(engine, "vm", 3, location)],
+            "net" | "rtt" => {
+                if out
+                    .iter()
+                    .any(|x: &Suite| x.suite == "net" || x.suite == "rtt")
+                {
+                    continue;
+                }
+                // In the lab the floor and the process pair are measured again, on the
+                // same (emulated) machine as the microVMs.
+                let iso: &[&str] = if location == "lab" {
+                    &["process", "vm"]
+                } else {
+                    &["vm"]
+                };
+                let (thr, rtt) = bench::net::suites(engine, runs.min(5), iso, location);
+                out.push(Suite {
+                    suite: "net".into(),
+                    unit: String::new(),
+                    series: thr,
+                });
+                out.push(Suite {
+                    suite: "rtt".into(),
+                    unit: String::new(),
+                    series: rtt,
+                });
+                continue;
+            }
             _ => continue,
         };
         out.push(Suite {
@@ -54,7 +81,8 @@ fn unit(suite: &str) -> &'static str {
         "cpu" => "ms for a 300k-iteration shell loop, timed inside",
         "io" => "ms to write 64 MiB (fsync) and read it back, timed inside",
         "density" => "MiB of host memory (PSS of monitor and workload) per sleeping sandbox",
-        "net" => "TCP throughput and latency between containers",
+        "net" => "MiB/s: one TCP stream between two sandboxes (busybox nc; 64 MiB, lab 4 MiB)",
+        "rtt" => "ms: ping round-trip between two sandboxes (mean of 5)",
         _ => "",
     }
 }
@@ -85,6 +113,7 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
         runs: a.runs,
         suites: Vec::new(),
     };
+    let mut net_pair: Option<(Vec<Series>, Vec<Series>)> = None;
     for s in &suites {
         eprintln!("bench: {s} (native)");
         let series = match s.as_str() {
@@ -92,11 +121,16 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
             "cpu" => bench::cpu(engine, a.runs.min(5), &["process"], "native"),
             "io" => bench::io(engine, a.runs.min(5), &["process"], "native"),
             "density" => vec![bench::density(engine, "process", 16, "native")],
-            "net" => vec![bench::Series {
-                name: "container to container".into(),
-                skipped: Some("needs the bridge network (not built yet)".into()),
-                ..Default::default()
-            }],
+            "net" | "rtt" => {
+                let (thr, rtt) = net_pair.get_or_insert_with(|| {
+                    bench::net::suites(engine, a.runs.min(5), &["process"], "native")
+                });
+                if s == "net" {
+                    thr.clone()
+                } else {
+                    rtt.clone()
+                }
+            }
             _ => vec![],
         };
         report.suites.push(Suite {
@@ -106,7 +140,7 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
         });
     }
     // The microVM side: natively where KVM runs a standard guest, else in the lab.
-    let vm_suites: Vec<String> = suites.iter().filter(|s| *s != "net").cloned().collect();
+    let vm_suites: Vec<String> = suites.clone();
     let vm = if vm_suites.is_empty() || a.no_vm {
         Ok(vec![])
     } else if native_vm_possible() {
@@ -149,7 +183,7 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
             }
         }
         Err(e) => {
-            for s in report.suites.iter_mut().filter(|s| s.suite != "net") {
+            for s in report.suites.iter_mut() {
                 s.series.push(bench::Series {
                     name: "microVM series".into(),
                     skipped: Some(format!("the lab run failed: {e}")),

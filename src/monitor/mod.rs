@@ -284,7 +284,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
                 },
             );
             drop(net_session);
-            crate::network::session::teardown(&paths.root, &store, &rec, false);
+            crate::network::session::remove_devices(&rec);
             let _ = std::fs::remove_dir_all(&run_dir);
             return e.exit_code();
         }
@@ -325,7 +325,8 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
                 r.state = crate::state::ContainerState::default();
                 r.state.error = msg.clone();
             });
-            crate::network::session::teardown(&paths.root, &store, &rec, true);
+            crate::network::session::unpublish(&paths.root, &store, true);
+            crate::network::session::remove_devices(&rec);
             if let Some((mut c, _)) = first {
                 let _ = write_frame(&mut c, Kind::Error, msg.as_bytes());
                 let _ = write_frame(&mut c, Kind::Exit, &protocol::exit_payload(125));
@@ -417,7 +418,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
     });
     shared.sandbox.cleanup();
     let final_rec = store.load(id).unwrap_or_else(|_| rec.clone());
-    crate::network::session::teardown(&paths.root, &store, &final_rec, !published.is_empty());
+    crate::network::session::unpublish(&paths.root, &store, !published.is_empty());
     drop(net_session);
     if auto_remove {
         let _ = store.remove(id);
@@ -442,6 +443,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             .0;
     }
     drop(g);
+    crate::network::session::remove_devices(&final_rec);
     0
 }
 
@@ -492,7 +494,8 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
     log_line(paths, id, "monitor found dead; container marked exited");
     if rec.auto_remove {
         let _ = store.remove(id);
-        crate::network::session::teardown(&paths.root, store, &rec, !rec.state.ports.is_empty());
+        crate::network::session::unpublish(&paths.root, store, !rec.state.ports.is_empty());
+        crate::network::session::remove_devices(&rec);
         crate::network::session::release_leases(&paths.root, &rec);
         return None;
     }
@@ -509,6 +512,7 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
             }
         })
         .ok();
-    crate::network::session::teardown(&paths.root, store, &rec, !rec.state.ports.is_empty());
+    crate::network::session::unpublish(&paths.root, store, !rec.state.ports.is_empty());
+    crate::network::session::remove_devices(&rec);
     out
 }

@@ -140,6 +140,8 @@ pub fn attach_veth(
     default_route: bool,
 ) -> Result<(), NetworkError> {
     let ns = File::open(netns).map_err(NetworkError::host(format!("open {}", netns.display())))?;
+    // The previous run's device may still be on its way out (removed after the exit).
+    delete_device(&iface.host_device)?;
     use std::os::fd::AsRawFd;
     nl()?
         .add_veth(
@@ -180,6 +182,7 @@ pub fn attach_veth(
 /// Create a microVM's TAP device on the bridge, up. Returns the open TAP (the device
 /// lives as long as this file).
 pub fn open_tap(iface: &Interface, bridge_index: u32) -> Result<File, NetworkError> {
+    delete_device(&iface.host_device)?;
     let tap = crate::vmm::devices::virtio::net::open_tap(&iface.host_device).map_err(
         NetworkError::host(format!("create TAP {}", iface.host_device)),
     )?;

@@ -127,15 +127,21 @@ pub fn publish(root: &Path, store: &Store) -> Result<(), NetworkError> {
     plumb::sync_rules(&locked, store)
 }
 
-/// At the end of a run (or when its monitor was found dead): the container's host
-/// devices go, and its ports are unpublished if it had any (its record must no longer
-/// say running).
-pub fn teardown(root: &Path, store: &Store, rec: &ContainerRecord, had_ports: bool) {
-    for i in &rec.spec.interfaces {
-        let _ = plumb::delete_device(&i.host_device);
-    }
+/// At the end of a run (or when its monitor was found dead): its ports are
+/// unpublished if it had any (its record must no longer say running).
+pub fn unpublish(root: &Path, store: &Store, had_ports: bool) {
     if had_ports {
         let _ = publish(root, store);
+    }
+}
+
+/// The container's host-side devices go. Unregistering a device waits for RCU grace
+/// periods (25-50 ms on these hosts), so the monitor does this after it has reported
+/// the exit; the kernel would also remove a veth with its namespace, and a TAP with
+/// the VMM's descriptor.
+pub fn remove_devices(rec: &ContainerRecord) {
+    for i in &rec.spec.interfaces {
+        let _ = plumb::delete_device(&i.host_device);
     }
 }
 

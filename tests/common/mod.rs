@@ -77,6 +77,17 @@ impl Tb {
             .expect("ip netns exec")
     }
 
+    /// Assert that no device or rule of twinbox is left in the test's namespace (monitors
+    /// remove their devices just after they report an exit: allow them a moment).
+    pub fn assert_net_clean(&self) {
+        let mut left = Vec::new();
+        eventually(5, || {
+            left = self.net_leftovers();
+            left.is_empty()
+        });
+        assert!(left.is_empty(), "twinbox network leftovers: {left:?}");
+    }
+
     /// twinbox's devices and rules left in the test's namespace (should be none after
     /// every container and network is removed).
     pub fn net_leftovers(&self) -> Vec<String> {
@@ -211,13 +222,20 @@ impl Tb {
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = self.dir.path().display().to_string();
         assert!(!mounts.contains(&root), "mounts left behind under {root}");
-        let procs = processes_mentioning(&root);
+        // A monitor removes its container's network devices after reporting the exit
+        // (unregistering a device takes tens of ms), then ends: give it a moment.
+        let mut procs = Vec::new();
+        let mut devs = Vec::new();
+        eventually(5, || {
+            procs = processes_mentioning(&root);
+            devs = self
+                .net_leftovers()
+                .into_iter()
+                .filter(|d| d.starts_with("tbv") || d.starts_with("tbt"))
+                .collect();
+            procs.is_empty() && devs.is_empty()
+        });
         assert!(procs.is_empty(), "processes left behind: {procs:?}");
-        let devs: Vec<String> = self
-            .net_leftovers()
-            .into_iter()
-            .filter(|d| d.starts_with("tbv") || d.starts_with("tbt"))
-            .collect();
         assert!(
             devs.is_empty(),
             "container network devices left behind: {devs:?}"

@@ -85,92 +85,102 @@ fn both(name: &str, location: &str, r: Result<(Vec<f64>, Vec<f64>), String>) -> 
     }
 }
 
-fn sh(args: &[&str]) -> Result<(), String> {
-    let o = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .map_err(|e| format!("{}: {e}", args[0]))?;
-    if !o.status.success() {
-        return Err(format!(
-            "{}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stderr).trim()
-        ));
+/// A process holding a fresh network namespace (`unshare -n sleep`), and helpers that
+/// run in it; killed on drop.
+struct Ns(Child);
+
+impl Ns {
+    fn new() -> Result<Ns, String> {
+        let c = Command::new("unshare")
+            .args(["-n", "sleep", "600"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("unshare: {e}"))?;
+        let ns = Ns(c);
+        // Wait until the child has its own namespace.
+        let mine = std::fs::read_link("/proc/self/ns/net").map_err(|e| e.to_string())?;
+        for _ in 0..200 {
+            if std::fs::read_link(ns.path()).is_ok_and(|l| l != mine) {
+                return Ok(ns);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Err("unshare -n did not make a network namespace".into())
+    }
+
+    fn path(&self) -> String {
+        format!("/proc/{}/ns/net", self.0.id())
+    }
+
+    fn cmd(&self, args: &[String]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.path())).args(args);
+        c
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Put a veth pair between two namespaces, with addresses, up.
+fn wire(a: &Ns, b: &Ns) -> std::io::Result<()> {
+    use crate::network::netlink::{self, Netlink};
+    use std::os::fd::AsRawFd;
+    let fa = std::fs::File::open(a.path())?;
+    let fb = std::fs::File::open(b.path())?;
+    let mut nl = Netlink::open()?;
+    let tmp = format!("tbbench{}", std::process::id() % 100_000);
+    nl.add_veth(&tmp, 0, "eth0", fb.as_raw_fd(), [2, 0, 0, 0, 0, 2])?;
+    let i =
+        netlink::index_of(&tmp).ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENODEV))?;
+    nl.set_netns(i, fa.as_raw_fd())?;
+    for (ns, dev, ip) in [
+        (a, tmp.as_str(), [10, 254, 0, 1]),
+        (b, "eth0", [10, 254, 0, 2]),
+    ] {
+        netlink::in_netns(std::path::Path::new(&ns.path()), || {
+            let mut n = Netlink::open()?;
+            let i = netlink::index_of(dev)
+                .ok_or_else(|| std::io::Error::from_raw_os_error(libc::ENODEV))?;
+            n.add_address(i, ip.into(), 30)?;
+            n.set_up(i, true)?;
+            if let Some(lo) = netlink::index_of("lo") {
+                n.set_up(lo, true)?;
+            }
+            Ok(())
+        })?;
     }
     Ok(())
 }
 
-struct Floor {
-    a: String,
-    b: String,
-    server: Option<Child>,
-}
-
-impl Drop for Floor {
-    fn drop(&mut self) {
-        if let Some(mut s) = self.server.take() {
-            let _ = s.kill();
-            let _ = s.wait();
-        }
-        let _ = sh(&["ip", "netns", "del", &self.a]);
-        let _ = sh(&["ip", "netns", "del", &self.b]);
-    }
-}
-
 /// Two bare namespaces joined by a veth pair: the floor.
 fn floor(runs: usize, bytes: u64) -> Result<(Vec<f64>, Vec<f64>), String> {
-    let pid = std::process::id();
-    let mut f = Floor {
-        a: format!("tbbench-a-{pid}"),
-        b: format!("tbbench-b-{pid}"),
-        server: None,
-    };
-    let (a, b) = (f.a.clone(), f.b.clone());
-    sh(&["ip", "netns", "add", &a])?;
-    sh(&["ip", "netns", "add", &b])?;
-    sh(&[
-        "ip", "link", "add", "tbb0", "netns", &a, "type", "veth", "peer", "name", "tbb1", "netns",
-        &b,
-    ])?;
-    sh(&[
-        "ip",
-        "-n",
-        &a,
-        "addr",
-        "add",
-        "10.254.0.1/30",
-        "dev",
-        "tbb0",
-    ])?;
-    sh(&[
-        "ip",
-        "-n",
-        &b,
-        "addr",
-        "add",
-        "10.254.0.2/30",
-        "dev",
-        "tbb1",
-    ])?;
-    for (ns, dev) in [(&a, "tbb0"), (&b, "tbb1")] {
-        sh(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-        sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
-    }
-    f.server = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &a])
-            .args(server_args(bytes))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| e.to_string())?,
-    );
+    let a = Ns::new()?;
+    let b = Ns::new()?;
+    wire(&a, &b).map_err(|e| format!("veth between two namespaces: {e}"))?;
+    let mut server = a
+        .cmd(&server_args(bytes))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("nsenter: {e}"))?;
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let o = Command::new("ip")
-        .args(["netns", "exec", &b, "busybox", "sh", "-c"])
-        .arg(client_script("10.254.0.1", runs))
+    let o = b
+        .cmd(&[
+            "busybox".into(),
+            "sh".into(),
+            "-c".into(),
+            client_script("10.254.0.1", runs),
+        ])
         .output()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string());
+    let _ = server.kill();
+    let _ = server.wait();
+    let o = o?;
     parse_client(
         &String::from_utf8_lossy(&o.stdout),
         &String::from_utf8_lossy(&o.stderr),

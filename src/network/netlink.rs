@@ -218,6 +218,13 @@ impl Netlink {
         self.request(m)
     }
 
+    /// Move a link into the network namespace `netns` (an open /proc/<pid>/ns/net).
+    pub fn set_netns(&mut self, index: u32, netns: RawFd) -> io::Result<()> {
+        let mut m = Msg::new(libc::RTM_NEWLINK, 0, &ifinfo(index as i32, 0, 0));
+        m.attr(IFLA_NET_NS_FD, &(netns as u32).to_ne_bytes());
+        self.request(m)
+    }
+
     /// Set a link's master (bridge); 0 detaches it.
     pub fn set_master(&mut self, index: u32, master: u32) -> io::Result<()> {
         let mut m = Msg::new(libc::RTM_NEWLINK, 0, &ifinfo(index as i32, 0, 0));

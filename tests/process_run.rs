@@ -45,7 +45,7 @@ fn stdout_and_stderr_stay_apart() {
 fn the_container_sees_its_own_world_and_the_host_kernel() {
     let tb = Tb::new();
     let out = tb.ok(&[
-        "run", "--rm", "-h", "box1", "busybox", "sh", "-c",
+        "run", "--rm", "-h", "box1", "--network", "none", "busybox", "sh", "-c",
         "hostname; echo pid=$$; ps -o pid,comm | tail -n +2 | wc -l; uname -r; cat /etc/hostname; ip -o link | wc -l",
     ]);
     let lines: Vec<&str> = out.lines().collect();

@@ -24,12 +24,97 @@ pub struct ImagesArgs {
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
     /// List images
+    #[command(alias = "list")]
     Ls(ImagesArgs),
     /// Display detailed information on images, as JSON
     Inspect {
         #[arg(required = true)]
         images: Vec<String>,
     },
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Remove images
+    #[command(alias = "remove")]
+    Rm(RmiArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag { source: String, target: String },
+    /// Save images to a tar archive (docker-archive or OCI layout)
+    Save(SaveArgs),
+    /// Load images from a tar archive (docker-archive or OCI layout, plain or gzip)
+    Load(LoadArgs),
+    /// Import a root filesystem tarball as an image
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// Don't truncate output
+    #[arg(long)]
+    no_trunc: bool,
+    /// Sizes in bytes
+    #[arg(short = 'H', long = "human", default_value_t = true, action = clap::ArgAction::Set)]
+    human: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// "table", "json", or a template
+    #[arg(long)]
+    format: Option<String>,
+    image: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Force removal of an image a stopped container uses
+    #[arg(short = 'f', long)]
+    force: bool,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all images no container uses, not just untagged ones
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Do not prompt (there is no prompt; accepted for Docker compatibility)
+    #[arg(short = 'f', long)]
+    force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Write to a file instead of standard output
+    #[arg(short = 'o', long)]
+    output: Option<std::path::PathBuf>,
+    /// docker-archive (default) or oci-archive
+    #[arg(long, default_value = "docker-archive")]
+    format: String,
+    #[arg(required = true)]
+    images: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from a file instead of standard input
+    #[arg(short = 'i', long)]
+    input: Option<std::path::PathBuf>,
+    /// Suppress the output
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Tarball path, or - for standard input
+    file: String,
+    /// Name for the image
+    reference: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -123,9 +208,158 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
     Ok(0)
 }
 
+pub fn history(engine: &Engine, a: HistoryArgs) -> Result<i32, EngineError> {
+    let rows = engine.image_history(&a.image)?;
+    if a.quiet {
+        for r in &rows {
+            println!("{}", r.id);
+        }
+        return Ok(0);
+    }
+    match Format::parse(a.format.as_deref()) {
+        Format::Json => rows
+            .iter()
+            .for_each(|r| println!("{}", serde_json::to_string(r).unwrap_or_default())),
+        Format::Template(t) => rows
+            .iter()
+            .for_each(|r| println!("{}", format::template(&t, r))),
+        Format::Table => {
+            let now = chrono::Utc::now();
+            let data: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    let since = chrono::DateTime::parse_from_rfc3339(&r.created_at)
+                        .map(|t| {
+                            format!(
+                                "{} ago",
+                                crate::engine::human_duration(
+                                    (now - t.with_timezone(&chrono::Utc)).num_seconds()
+                                )
+                            )
+                        })
+                        .unwrap_or_else(|_| "N/A".into());
+                    let mut by = r.created_by.clone();
+                    if !a.no_trunc && by.chars().count() > 45 {
+                        by = by.chars().take(44).collect::<String>() + "…";
+                    }
+                    let size = if a.human {
+                        crate::util::size::human(r.size)
+                    } else {
+                        r.size.to_string()
+                    };
+                    vec![r.id.clone(), since, by, size, r.comment.clone()]
+                })
+                .collect();
+            print!(
+                "{}",
+                format::table(
+                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+                    &data
+                )
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<i32, EngineError> {
+    let mut code = 0;
+    for i in &a.images {
+        match engine.image_remove(i, a.force) {
+            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
+            Err(e) => {
+                Engine::warn(&format!("twinbox: {}", crate::monitor::error_chain(&e)));
+                code = 1;
+            }
+        }
+    }
+    Ok(code)
+}
+
+pub fn save(engine: &Engine, a: SaveArgs) -> Result<i32, EngineError> {
+    let format: crate::image::archive::Format = a.format.parse().map_err(EngineError::Invalid)?;
+    match &a.output {
+        Some(p) => {
+            // Written next to the target and renamed: a failed save leaves no file.
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+            engine.image_save(&a.images, format, std::io::BufWriter::new(tmp.as_file()))?;
+            tmp.persist(p)
+                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                return Err(EngineError::Invalid(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect".into(),
+                ));
+            }
+            engine.image_save(
+                &a.images,
+                format,
+                std::io::BufWriter::new(std::io::stdout().lock()),
+            )?;
+        }
+    }
+    Ok(0)
+}
+
+pub fn load(engine: &Engine, a: LoadArgs) -> Result<i32, EngineError> {
+    let lines = match &a.input {
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| EngineError::Invalid(format!("cannot read {}: {e}", p.display())))?;
+            engine.image_load(f)?
+        }
+        None => engine.image_load(std::io::stdin().lock())?,
+    };
+    if !a.quiet {
+        lines.iter().for_each(|l| println!("{l}"));
+    }
+    Ok(0)
+}
+
+pub fn import(engine: &Engine, a: ImportArgs) -> Result<i32, EngineError> {
+    let id = if a.file == "-" {
+        engine.import(
+            &mut std::io::stdin().lock(),
+            "-",
+            a.reference.as_deref(),
+            &a.change,
+        )?
+    } else {
+        let mut f = std::fs::File::open(&a.file)
+            .map_err(|e| EngineError::Invalid(format!("cannot read {}: {e}", a.file)))?;
+        engine.import(&mut f, &a.file, a.reference.as_deref(), &a.change)?
+    };
+    println!("{id}");
+    Ok(0)
+}
+
+pub fn prune(engine: &Engine, a: PruneArgs) -> Result<i32, EngineError> {
+    let (gone, freed) = engine.image_prune(a.all)?;
+    if !gone.is_empty() {
+        println!("Deleted Images:");
+        gone.iter().for_each(|g| println!("deleted: {g}"));
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::util::size::human(freed));
+    Ok(0)
+}
+
 pub fn image_command(engine: &Engine, c: ImageCommand) -> Result<i32, EngineError> {
     match c {
         ImageCommand::Ls(a) => images(engine, a),
+        ImageCommand::History(a) => history(engine, a),
+        ImageCommand::Rm(a) => rmi(engine, a),
+        ImageCommand::Prune(a) => prune(engine, a),
+        ImageCommand::Tag { source, target } => engine.image_tag(&source, &target).map(|_| 0),
+        ImageCommand::Save(a) => save(engine, a),
+        ImageCommand::Load(a) => load(engine, a),
+        ImageCommand::Import(a) => import(engine, a),
         ImageCommand::Inspect { images } => {
             let mut out = Vec::new();
             let mut code = 0;

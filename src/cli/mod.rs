@@ -91,6 +91,28 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Show the history of an image
+    History(image::HistoryArgs),
+    /// Remove images
+    Rmi(image::RmiArgs),
+    /// Create a tag TARGET that refers to SOURCE
+    Tag { source: String, target: String },
+    /// Save images to a tar archive (docker-archive or OCI layout)
+    Save(image::SaveArgs),
+    /// Load images from a tar archive
+    Load(image::LoadArgs),
+    /// Import a root filesystem tarball as an image
+    Import(image::ImportArgs),
+    /// Export a container's filesystem as a tar archive
+    Export {
+        /// Write to a file instead of standard output
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
+    /// Disk usage and clean-up
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// Show twinbox's version
     Version,
     /// System-wide information
@@ -170,6 +192,14 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         } => network::port(&engine, &container, private_port.as_deref()),
         Command::Images(a) => image::images(&engine, a),
         Command::Image(c) => image::image_command(&engine, c),
+        Command::History(a) => image::history(&engine, a),
+        Command::Rmi(a) => image::rmi(&engine, a),
+        Command::Tag { source, target } => engine.image_tag(&source, &target).map(|_| 0),
+        Command::Save(a) => image::save(&engine, a),
+        Command::Load(a) => image::load(&engine, a),
+        Command::Import(a) => image::import(&engine, a),
+        Command::Export { output, container } => system::export(&engine, &container, output),
+        Command::System(c) => system::system_command(&engine, c),
         Command::Info => system::info(&engine),
         Command::Compare(a) => compare::compare(&engine, a),
         Command::Bench(a) => bench::bench(&engine, a),

@@ -29,3 +29,66 @@ pub fn info(engine: &Engine) -> Result<i32, EngineError> {
     println!("Run Dir: {}", i.run_root);
     Ok(0)
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show disk usage: images, containers, and what could be reclaimed
+    Df,
+}
+
+pub fn system_command(engine: &Engine, c: SystemCommand) -> Result<i32, EngineError> {
+    match c {
+        SystemCommand::Df => {
+            let rows = engine.system_df()?;
+            let data: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.kind.clone(),
+                        r.total.to_string(),
+                        r.active.to_string(),
+                        crate::util::size::human(r.size),
+                        crate::util::size::human(r.reclaimable),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                super::format::table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &data)
+            );
+            Ok(0)
+        }
+    }
+}
+
+/// `export CONTAINER [-o FILE]`.
+pub fn export(
+    engine: &Engine,
+    container: &str,
+    output: Option<std::path::PathBuf>,
+) -> Result<i32, EngineError> {
+    match output {
+        Some(p) => {
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+            let mut w = std::io::BufWriter::new(tmp.as_file());
+            engine.export(container, &mut w)?;
+            drop(w);
+            tmp.persist(&p)
+                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                return Err(EngineError::Invalid(
+                    "refusing to write an archive to a terminal: use -o FILE or redirect".into(),
+                ));
+            }
+            engine.export(container, &mut std::io::stdout().lock())?;
+        }
+    }
+    Ok(0)
+}

@@ -41,3 +41,282 @@ impl Engine {
         }))
     }
 }
+
+/// One row of `image history`.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryRow {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub created_at: String,
+    pub created_by: String,
+    /// Bytes of the layer's uncompressed tar (0 for empty layers).
+    pub size: u64,
+    pub comment: String,
+}
+
+/// What `rmi` did, line by line, Docker's words.
+pub type RmiReport = Vec<String>;
+
+impl Engine {
+    /// Unpacked layer dirs and ext4 images that containers use: never collected.
+    fn images_in_use(&self) -> Result<std::collections::HashSet<std::path::PathBuf>, EngineError> {
+        let mut s = std::collections::HashSet::new();
+        for r in self.store.list()? {
+            s.extend(r.layers.iter().map(std::path::PathBuf::from));
+            if let Some(v) = &r.vm {
+                s.insert(v.rootfs.clone());
+            }
+        }
+        Ok(s)
+    }
+
+    /// `tag SOURCE TARGET`.
+    pub fn image_tag(&self, source: &str, target: &str) -> Result<(), EngineError> {
+        let img = self.images.find_or_builtin(source)?;
+        let r = crate::image::Reference::parse(target).map_err(EngineError::Invalid)?;
+        let t = r.tagged().ok_or_else(|| {
+            EngineError::Invalid(format!("cannot tag with a digest reference: {target}"))
+        })?;
+        let _l = self.images.lock()?;
+        self.images.tag_manifest(&img.manifest_digest, Some(&t))?;
+        Ok(())
+    }
+
+    /// `rmi [-f] IMAGE`: untag a name, delete an image nobody else names or uses.
+    pub fn image_remove(&self, reference: &str, force: bool) -> Result<RmiReport, EngineError> {
+        let img = self.images.find(reference)?;
+        let mut out = Vec::new();
+        let users: Vec<_> = self
+            .list(true)?
+            .into_iter()
+            .filter(|r| r.image_id == img.id)
+            .collect();
+        let by_tag = crate::image::Reference::parse(reference)
+            .ok()
+            .and_then(|r| r.tagged())
+            .filter(|t| img.tags.contains(t));
+        let _l = self.images.lock()?;
+        // A name of an image that has other names: only the name goes.
+        if let Some(t) = &by_tag {
+            if img.tags.len() > 1 {
+                self.images.untag(t)?;
+                out.push(format!("Untagged: {t}"));
+                return Ok(out);
+            }
+        }
+        if let Some(r) = users.iter().find(|r| r.is_active()) {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {reference} (cannot be forced) - image is being used by running container {}",
+                r.short_id()
+            )));
+        }
+        if let (Some(r), false) = (users.first(), force) {
+            return Err(EngineError::Conflict(format!(
+                "conflict: unable to delete {reference} (must be forced) - image is being used by stopped container {}",
+                r.short_id()
+            )));
+        }
+        for t in &img.tags {
+            out.push(format!("Untagged: {t}"));
+        }
+        self.images.remove_manifest(&img.manifest_digest)?;
+        self.images.gc(&self.images_in_use()?)?;
+        out.push(format!("Deleted: {}", img.id));
+        Ok(out)
+    }
+
+    /// `image prune [-a]`: images without a tag (with `all`: every image) that no
+    /// container uses. Returns the ids deleted and the bytes freed.
+    pub fn image_prune(&self, all: bool) -> Result<(Vec<String>, u64), EngineError> {
+        let used: std::collections::HashSet<String> =
+            self.list(true)?.into_iter().map(|r| r.image_id).collect();
+        let _l = self.images.lock()?;
+        let mut gone = Vec::new();
+        for img in self.images.list()? {
+            if (all || img.tags.is_empty()) && !used.contains(&img.id) {
+                self.images.remove_manifest(&img.manifest_digest)?;
+                gone.push(img.id);
+            }
+        }
+        let freed = self.images.gc(&self.images_in_use()?)?;
+        Ok((gone, freed))
+    }
+
+    /// `image history`: newest first, one row per history entry, each non-empty entry
+    /// matched with its layer.
+    pub fn image_history(&self, reference: &str) -> Result<Vec<HistoryRow>, EngineError> {
+        let img = self.images.find_or_builtin(reference)?;
+        let layers = img.manifest.layers().clone();
+        let mut next_layer = 0;
+        let mut rows = Vec::new();
+        let history = img.config.history().clone().unwrap_or_default();
+        for (i, h) in history.iter().enumerate() {
+            let empty = h.empty_layer().unwrap_or(false);
+            let size = if empty {
+                0
+            } else {
+                let s = layers
+                    .get(next_layer)
+                    .map(|d| self.layer_size(d))
+                    .unwrap_or(0);
+                next_layer += 1;
+                s
+            };
+            rows.push(HistoryRow {
+                id: if i + 1 == history.len() {
+                    img.short_id().to_string()
+                } else {
+                    "<missing>".into()
+                },
+                created_at: h.created().clone().unwrap_or_default(),
+                created_by: h.created_by().clone().unwrap_or_default(),
+                size,
+                comment: h.comment().clone().unwrap_or_default(),
+            });
+        }
+        rows.reverse();
+        Ok(rows)
+    }
+
+    /// Uncompressed size of a stored layer.
+    fn layer_size(&self, d: &oci_spec::image::Descriptor) -> u64 {
+        let Ok(f) = std::fs::File::open(self.images.blob_path(d.digest().as_ref())) else {
+            return d.size();
+        };
+        let mut head = [0u8; 2];
+        let gz = {
+            use std::io::Read;
+            let mut f2 = &f;
+            f2.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
+        };
+        if !gz {
+            return d.size();
+        }
+        let Ok(f) = std::fs::File::open(self.images.blob_path(d.digest().as_ref())) else {
+            return d.size();
+        };
+        std::io::copy(&mut flate2::read::GzDecoder::new(f), &mut std::io::sink())
+            .unwrap_or(d.size())
+    }
+
+    /// `save`: the images named, in `format`, to `out`.
+    pub fn image_save(
+        &self,
+        references: &[String],
+        format: crate::image::archive::Format,
+        out: impl std::io::Write,
+    ) -> Result<(), EngineError> {
+        let mut sel = Vec::new();
+        for r in references {
+            let img = self.images.find_or_builtin(r)?;
+            // A name saves that name; an id saves every name the image has.
+            let tags = crate::image::Reference::parse(r)
+                .ok()
+                .and_then(|x| x.tagged())
+                .filter(|t| img.tags.contains(t))
+                .map(|t| vec![t])
+                .unwrap_or_else(|| img.tags.clone());
+            match sel
+                .iter_mut()
+                .find(|(i, _): &&mut (crate::image::Image, Vec<String>)| i.id == img.id)
+            {
+                Some((_, t)) => t.extend(tags),
+                None => sel.push((img, tags)),
+            }
+        }
+        crate::image::archive::save(&self.images, &sel, format, out)?;
+        Ok(())
+    }
+
+    /// `load`: every image of the archive, tagged as it says. Returns Docker's lines.
+    pub fn image_load(&self, input: impl std::io::Read) -> Result<Vec<String>, EngineError> {
+        let _l = self.images.lock()?;
+        let loaded = crate::image::archive::load(&self.images, input)?;
+        let mut out = Vec::new();
+        for (manifest, tags) in loaded {
+            if tags.is_empty() {
+                self.images.tag_manifest(&manifest, None)?;
+            }
+            for t in &tags {
+                let r = crate::image::Reference::parse(t).map_err(EngineError::Invalid)?;
+                let t = r.tagged().unwrap_or_else(|| t.clone());
+                self.images.tag_manifest(&manifest, Some(&t))?;
+                out.push(format!("Loaded image: {t}"));
+            }
+            if tags.is_empty() {
+                if let Some(img) = self
+                    .images
+                    .list()?
+                    .into_iter()
+                    .find(|i| i.manifest_digest == manifest)
+                {
+                    out.push(format!("Loaded image ID: {}", img.id));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One row of `system df`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DfRow {
+    pub kind: String,
+    pub total: usize,
+    pub active: usize,
+    pub size: u64,
+    pub reclaimable: u64,
+}
+
+impl Engine {
+    /// `system df`: images (their stored blobs and unpacked layers) and containers
+    /// (their writable layers and disks).
+    pub fn system_df(&self) -> Result<Vec<DfRow>, EngineError> {
+        let containers = self.list(true)?;
+        let used: std::collections::HashSet<&str> =
+            containers.iter().map(|r| r.image_id.as_str()).collect();
+        let images = self.images.list()?;
+        let dir = self.images.dir();
+        let size = crate::util::fs::disk_usage(&dir.join("blobs"))
+            + crate::util::fs::disk_usage(&dir.join("layers"))
+            + crate::util::fs::disk_usage(&dir.join("rootfs"));
+        let unused: u64 = images
+            .iter()
+            .filter(|i| !used.contains(i.id.as_str()))
+            .map(|i| i.size())
+            .sum();
+        let mut csize = 0;
+        let mut creclaim = 0;
+        for r in &containers {
+            let d = self.paths.container_dir(&r.id);
+            let mut s = crate::util::fs::disk_usage(&d.join("upper"));
+            if let Some(v) = &r.vm {
+                s += crate::util::fs::disk_usage(&v.scratch);
+            }
+            csize += s;
+            if !r.is_active() {
+                creclaim += s;
+            }
+        }
+        Ok(vec![
+            DfRow {
+                kind: "Images".into(),
+                total: images.len(),
+                active: images
+                    .iter()
+                    .filter(|i| used.contains(i.id.as_str()))
+                    .count(),
+                size,
+                reclaimable: unused.min(size),
+            },
+            DfRow {
+                kind: "Containers".into(),
+                total: containers.len(),
+                active: containers.iter().filter(|r| r.is_active()).count(),
+                size: csize,
+                reclaimable: creclaim,
+            },
+        ])
+    }
+}

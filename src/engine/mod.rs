@@ -3,6 +3,7 @@
 
 mod compare;
 mod create;
+mod export;
 mod images;
 mod io;
 mod lifecycle;

@@ -1,6 +1,7 @@
 //! The image store: content-addressed blobs (sha256), OCI manifests and configs, a tag
 //! index, and layers unpacked once and shared read-only between containers.
 
+pub mod archive;
 mod builtin;
 pub mod ext4;
 mod reference;
@@ -9,4 +10,4 @@ pub mod unpack;
 
 pub use builtin::BUSYBOX_ENV;
 pub use reference::Reference;
-pub use store::{Image, ImageError, Store};
+pub use store::{sha256_digest, Image, ImageError, Store};

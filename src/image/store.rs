@@ -39,6 +39,10 @@ pub enum ImageError {
     },
     #[error("blob {digest} is corrupt: its content hashes to {actual}")]
     DigestMismatch { digest: String, actual: String },
+    #[error("invalid image archive: {0}")]
+    BadArchive(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("cannot create the built-in busybox image: {0}")]
     Builtin(String),
     #[error("cannot unpack layer {digest}")]
@@ -206,6 +210,87 @@ impl Store {
             e.tags.push(t.to_string());
         }
         self.write_index(&idx)
+    }
+
+    /// Take `tag` off whatever image has it. Returns whether one had it. Callers hold
+    /// the lock.
+    pub fn untag(&self, tag: &str) -> Result<bool, ImageError> {
+        let mut idx = self.read_index()?;
+        let mut found = false;
+        for e in idx.images.values_mut() {
+            let n = e.tags.len();
+            e.tags.retain(|t| t != tag);
+            found |= e.tags.len() != n;
+        }
+        if found {
+            self.write_index(&idx)?;
+        }
+        Ok(found)
+    }
+
+    /// Forget an image (every tag of it). Its blobs stay until `gc`. Callers hold the
+    /// lock.
+    pub fn remove_manifest(&self, manifest_digest: &str) -> Result<(), ImageError> {
+        let mut idx = self.read_index()?;
+        if idx.images.remove(manifest_digest).is_some() {
+            self.write_index(&idx)?;
+        }
+        Ok(())
+    }
+
+    /// When an image entered the store (RFC 3339).
+    pub fn added(&self, manifest_digest: &str) -> Option<String> {
+        self.read_index()
+            .ok()?
+            .images
+            .get(manifest_digest)
+            .map(|e| e.added.clone())
+    }
+
+    /// Delete what no image in the index references and `in_use` (unpacked layer dirs
+    /// and ext4 images containers still use) does not name: blobs, unpacked layers,
+    /// ext4 images. A layer shared by two images stays until the last one goes.
+    /// Returns the bytes freed. Callers hold the lock.
+    pub fn gc(&self, in_use: &std::collections::HashSet<PathBuf>) -> Result<u64, ImageError> {
+        let mut blobs = std::collections::HashSet::new();
+        let mut layers = std::collections::HashSet::new();
+        let mut ext4 = std::collections::HashSet::new();
+        for img in self.list()? {
+            blobs.insert(hex_of(&img.manifest_digest).to_string());
+            blobs.insert(hex_of(&img.id).to_string());
+            for l in img.manifest.layers() {
+                blobs.insert(hex_of(l.digest().as_ref()).to_string());
+            }
+            for d in img.diff_ids() {
+                layers.insert(hex_of(d).to_string());
+            }
+            ext4.insert(self.ext4_path(&img));
+        }
+        let mut freed = 0u64;
+        let mut sweep = |dir: PathBuf, keep: &dyn Fn(&Path) -> bool| -> Result<(), ImageError> {
+            for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+                let p = e.path();
+                if keep(&p) || in_use.contains(&p) {
+                    continue;
+                }
+                freed += crate::util::fs::disk_usage(&p);
+                if p.is_dir() {
+                    remove_dir_all_if_exists(&p).map_err(io_err(&p))?;
+                } else {
+                    fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+            }
+            Ok(())
+        };
+        let name = |p: &Path| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        sweep(self.dir.join("blobs/sha256"), &|p| blobs.contains(&name(p)))?;
+        sweep(self.dir.join("layers"), &|p| layers.contains(&name(p)))?;
+        sweep(self.dir.join("rootfs"), &|p| ext4.contains(p))?;
+        Ok(freed)
     }
 
     /// Store config + manifest for layers already stored; returns the manifest digest.

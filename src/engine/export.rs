@@ -1,0 +1,260 @@
+//! `export CONTAINER` (its filesystem as a tarball) and `import TARBALL [REF]` (a
+//! tarball as a one-layer image).
+
+use super::{io_err, Engine, EngineError};
+use crate::image::{sha256_digest, Reference};
+use oci_spec::image::{
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, MediaType, Os,
+    RootFsBuilder,
+};
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+
+fn q(p: &std::path::Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
+}
+
+/// A Dockerfile instruction from `--change`, applied to an image config.
+pub fn apply_change(cfg: &mut oci_spec::image::Config, change: &str) -> Result<(), String> {
+    let (op, arg) = change
+        .trim()
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| format!("invalid --change {change:?}: expected INSTRUCTION ARGUMENTS"))?;
+    let arg = arg.trim();
+    let list = || -> Vec<String> {
+        serde_json::from_str::<Vec<String>>(arg)
+            .unwrap_or_else(|_| vec!["/bin/sh".into(), "-c".into(), arg.to_string()])
+    };
+    match op.to_ascii_uppercase().as_str() {
+        "CMD" => {
+            cfg.set_cmd(Some(list()));
+        }
+        "ENTRYPOINT" => {
+            cfg.set_entrypoint(Some(list()));
+        }
+        "WORKDIR" => {
+            cfg.set_working_dir(Some(arg.to_string()));
+        }
+        "USER" => {
+            cfg.set_user(Some(arg.to_string()));
+        }
+        "ENV" => {
+            let kv = match arg.split_once('=') {
+                Some((k, v)) => format!("{}={}", k.trim(), v.trim_matches('"')),
+                None => {
+                    let (k, v) = arg
+                        .split_once(char::is_whitespace)
+                        .ok_or_else(|| format!("invalid ENV {arg:?}"))?;
+                    format!("{k}={}", v.trim())
+                }
+            };
+            let env = crate::spec::merge_env(&cfg.env().clone().unwrap_or_default(), &[kv]);
+            cfg.set_env(Some(env));
+        }
+        "EXPOSE" => {
+            let mut ports = cfg.exposed_ports().clone().unwrap_or_default();
+            for p in arg.split_whitespace() {
+                let p = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                if !ports.contains(&p) {
+                    ports.push(p);
+                }
+            }
+            cfg.set_exposed_ports(Some(ports));
+        }
+        "LABEL" => {
+            let mut labels = cfg.labels().clone().unwrap_or_default();
+            let (k, v) = arg.split_once('=').ok_or_else(|| format!("invalid LABEL {arg:?}"))?;
+            labels.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+            cfg.set_labels(Some(labels));
+        }
+        other => {
+            return Err(format!(
+                "--change {other} is not supported: use CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE or LABEL"
+            ))
+        }
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// `export`: the container's merged filesystem (image layers + its changes) as a
+    /// tar stream, assembled in a private mount namespace (nothing is mounted on the
+    /// host). A microVM's changes are read from its scratch disk, so it must be stopped.
+    pub fn export(&self, container: &str, out: &mut dyn Write) -> Result<(), EngineError> {
+        let rec = self.get(container)?;
+        let dir = self.paths.container_dir(&rec.id);
+        let work = tempfile::Builder::new()
+            .prefix("export")
+            .tempdir_in(self.images.tmp_dir())
+            .map_err(io_err("temporary directory"))?;
+        let merged = work.path().join("m");
+        let scratch = work.path().join("s");
+        std::fs::create_dir_all(&merged).map_err(io_err("temporary directory"))?;
+        std::fs::create_dir_all(&scratch).map_err(io_err("temporary directory"))?;
+        let mut script = String::from("set -e\n");
+        let upper = match &rec.vm {
+            Some(v) => {
+                if rec.is_active() {
+                    return Err(EngineError::Conflict(format!(
+                        "container {} is a running microVM: its disk is in use; stop it to export",
+                        rec.name
+                    )));
+                }
+                script += &format!("mount -o ro,loop {} {}\n", q(&v.scratch), q(&scratch));
+                scratch.join("upper")
+            }
+            None => dir.join("upper"),
+        };
+        // The upper dir serves as the top read-only layer: its whiteouts apply.
+        let mut lowers = vec![q(&upper)];
+        lowers.extend(rec.layers.iter().rev().map(|l| q(std::path::Path::new(l))));
+        script += &format!(
+            "[ -d {up} ] || mkdir -p {up}\nmount -t overlay -o ro,lowerdir={} none {}\nexec tar --numeric-owner --xattrs -C {} -cf - .\n",
+            lowers.join(":").replace('\'', ""),
+            q(&merged),
+            q(&merged),
+            up = q(&upper),
+        );
+        let mut child = Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(io_err("unshare (util-linux)"))?;
+        let mut so = child.stdout.take().expect("piped");
+        std::io::copy(&mut so, out).map_err(io_err("writing the export"))?;
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let st = child.wait().map_err(io_err("export"))?;
+        if !st.success() {
+            return Err(EngineError::Invalid(format!(
+                "export of {} failed: {}",
+                rec.name,
+                err.lines().last().unwrap_or("").trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `import`: a root filesystem tarball (plain or gzip) as a one-layer image.
+    pub fn import(
+        &self,
+        input: &mut dyn Read,
+        source: &str,
+        reference: Option<&str>,
+        changes: &[String],
+    ) -> Result<String, EngineError> {
+        let tag = reference
+            .map(|r| {
+                Reference::parse(r)
+                    .map_err(EngineError::Invalid)?
+                    .tagged()
+                    .ok_or_else(|| EngineError::Invalid(format!("cannot import as a digest: {r}")))
+            })
+            .transpose()?;
+        let mut cfg = ConfigBuilder::default()
+            .env(vec![format!("PATH={}", crate::spec::DEFAULT_PATH)])
+            .build()
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        for c in changes {
+            apply_change(&mut cfg, c).map_err(EngineError::Invalid)?;
+        }
+        let mut data = Vec::new();
+        input
+            .read_to_end(&mut data)
+            .map_err(io_err(format!("cannot read {source}")))?;
+        let (tar, gz) = if data.starts_with(&[0x1f, 0x8b]) {
+            let mut t = Vec::new();
+            flate2::read::GzDecoder::new(&data[..])
+                .read_to_end(&mut t)
+                .map_err(|e| EngineError::Invalid(format!("{source}: not valid gzip: {e}")))?;
+            (t, data)
+        } else {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            g.write_all(&data)
+                .map_err(io_err("compressing the layer"))?;
+            (data, g.finish().map_err(io_err("compressing the layer"))?)
+        };
+        // Refuse what is not a tar archive before anything is stored.
+        {
+            let mut a = tar::Archive::new(&tar[..]);
+            let n = a
+                .entries()
+                .map_err(|e| EngineError::Invalid(format!("{source}: not a tar archive: {e}")))?
+                .map(|e| e.map(|_| ()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| EngineError::Invalid(format!("{source}: not a tar archive: {e}")))?
+                .len();
+            if n == 0 {
+                return Err(EngineError::Invalid(format!("{source}: an empty archive")));
+            }
+        }
+        let diff_id = sha256_digest(&tar);
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let bad = |e: oci_spec::OciSpecError| EngineError::Invalid(e.to_string());
+        let config = ImageConfigurationBuilder::default()
+            .created(now.clone())
+            .architecture(Arch::Amd64)
+            .os(Os::Linux)
+            .config(cfg)
+            .rootfs(
+                RootFsBuilder::default()
+                    .typ("layers")
+                    .diff_ids(vec![diff_id])
+                    .build()
+                    .map_err(bad)?,
+            )
+            .history(vec![HistoryBuilder::default()
+                .created(now)
+                .created_by(format!("twinbox import {source}"))
+                .comment("Imported from ".to_string() + source)
+                .build()
+                .map_err(bad)?])
+            .build()
+            .map_err(bad)?;
+        let _l = self.images.lock()?;
+        let layer = self.images.put_blob(&gz)?;
+        let desc = Descriptor::new(
+            MediaType::ImageLayerGzip,
+            gz.len() as u64,
+            layer.parse::<oci_spec::image::Digest>().map_err(bad)?,
+        );
+        let manifest = self.images.put_image(&config, vec![desc])?;
+        self.images.tag_manifest(&manifest, tag.as_deref())?;
+        let img = self
+            .images
+            .list()?
+            .into_iter()
+            .find(|i| i.manifest_digest == manifest)
+            .ok_or_else(|| EngineError::Invalid("the imported image vanished".into()))?;
+        Ok(img.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_a_dockerfile() {
+        let mut c = oci_spec::image::Config::default();
+        apply_change(&mut c, r#"CMD ["echo", "hi"]"#).unwrap();
+        apply_change(&mut c, "ENTRYPOINT /bin/app --x").unwrap();
+        apply_change(&mut c, "ENV A=1").unwrap();
+        apply_change(&mut c, "ENV B two").unwrap();
+        apply_change(&mut c, "WORKDIR /srv").unwrap();
+        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
+        assert_eq!(c.cmd().clone().unwrap(), vec!["echo", "hi"]);
+        assert_eq!(
+            c.entrypoint().clone().unwrap(),
+            vec!["/bin/sh", "-c", "/bin/app --x"]
+        );
+        assert_eq!(c.env().clone().unwrap(), vec!["A=1", "B=two"]);
+        assert_eq!(c.working_dir().clone().unwrap(), "/srv");
+        assert_eq!(c.exposed_ports().clone().unwrap(), vec!["80/tcp", "53/udp"]);
+        assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
+        assert!(apply_change(&mut c, "CMD").is_err());
+    }
+}

@@ -1,0 +1,277 @@
+//! Moving images in and out: save/load in docker-archive and OCI layout, tag, rmi with
+//! shared layers, prune, history, import/export, system df, and hostile archives.
+
+mod common;
+use common::*;
+
+fn blob_count(tb: &Tb) -> usize {
+    std::fs::read_dir(tb.root().join("images/blobs/sha256"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn image_id(tb: &Tb, r: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&tb.ok(&["image", "inspect", r])).unwrap();
+    v[0]["Id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn save_and_load_both_formats_keep_the_image() {
+    let tb = Tb::new();
+    let id = image_id(&tb, "busybox");
+    tb.ok(&["tag", "busybox", "example.org/team/bb:v1"]);
+    let dir = tb.dir.path();
+    let docker = dir.join("d.tar");
+    let oci = dir.join("o.tar");
+    tb.ok(&[
+        "save",
+        "-o",
+        docker.to_str().unwrap(),
+        "example.org/team/bb:v1",
+    ]);
+    tb.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        "busybox",
+    ]);
+    let v: serde_json::Value =
+        serde_json::from_str(&tb.ok(&["image", "inspect", "busybox"])).unwrap();
+    let manifest = v[0]["Manifest"].as_str().unwrap().to_string();
+    // docker-archive: Docker's manifest.json shape
+    let list = std::process::Command::new("tar")
+        .arg("tf")
+        .arg(&docker)
+        .output()
+        .unwrap();
+    let names = stdout(&list);
+    for n in [
+        "manifest.json",
+        "repositories",
+        &format!("{}.json", &id[7..]),
+    ] {
+        assert!(names.lines().any(|l| l == n), "{n} in {names}");
+    }
+    tb.ok(&["rmi", "example.org/team/bb:v1"]);
+    tb.ok(&["rmi", "busybox"]);
+    assert_eq!(tb.ok(&["images", "-q"]), "");
+    assert_eq!(blob_count(&tb), 0, "rmi of the last image leaves no blob");
+    // OCI layout: the manifest digest survives the trip
+    let out = tb.ok(&["load", "-i", oci.to_str().unwrap()]);
+    assert!(out.contains("Loaded image: busybox:latest"), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&tb.ok(&["image", "inspect", "busybox"])).unwrap();
+    assert_eq!(v[0]["Manifest"].as_str().unwrap(), manifest);
+    assert_eq!(v[0]["Id"].as_str().unwrap(), id);
+    // docker-archive: same image id, the name it was saved under
+    let out = tb.ok(&["load", "-i", docker.to_str().unwrap()]);
+    assert!(
+        out.contains("Loaded image: example.org/team/bb:v1"),
+        "{out}"
+    );
+    assert_eq!(image_id(&tb, "example.org/team/bb:v1"), id);
+    assert_eq!(
+        tb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "example.org/team/bb:v1",
+            "echo",
+            "ran"
+        ]),
+        "ran\n"
+    );
+    // from standard input, gzip'ed
+    let gz = dir.join("o.tar.gz");
+    assert!(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -c {} > {}", oci.display(), gz.display()))
+        .status()
+        .unwrap()
+        .success());
+    tb.ok(&["rmi", "-f", "busybox"]);
+    let o = tb.with_stdin(&["load"], &std::fs::read(&gz).unwrap());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn rmi_keeps_shared_layers_and_refuses_images_in_use() {
+    let tb = Tb::new();
+    let dir = tb.dir.path();
+    let docker = dir.join("d.tar");
+    tb.ok(&["save", "-o", docker.to_str().unwrap(), "busybox"]);
+    tb.ok(&["tag", "busybox", "keep:1"]);
+    // the docker-archive copy stores the layer uncompressed: another blob, same diff id
+    tb.ok(&["rmi", "busybox"]); // untag only: keep:1 still names it
+    assert!(tb.ok(&["images"]).contains("keep"));
+    tb.ok(&["load", "-i", docker.to_str().unwrap()]);
+    tb.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    let layers = tb.root().join("images/layers");
+    assert_eq!(
+        std::fs::read_dir(&layers).unwrap().count(),
+        1,
+        "one unpacked layer, shared"
+    );
+    let id = tb
+        .ok(&["create", "--network", "none", "keep:1", "true"])
+        .trim()
+        .to_string();
+    tb.fails(&["rmi", "keep:1"], 1, "being used by stopped container");
+    tb.ok(&["rmi", "-f", "keep:1"]);
+    assert_eq!(std::fs::read_dir(&layers).unwrap().count(), 1, "still used");
+    tb.ok(&["start", "-a", &id]);
+    tb.ok(&["rm", &id]);
+    tb.ok(&["rmi", "busybox"]);
+    assert_eq!(
+        std::fs::read_dir(&layers).unwrap().count(),
+        0,
+        "the last user went"
+    );
+    tb.fails(&["rmi", "nosuchimage"], 1, "no such image");
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn export_import_history_prune_and_df() {
+    let tb = Tb::new();
+    tb.ok(&[
+        "run",
+        "--name",
+        "src",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /root/new.txt; rm /etc/group",
+    ]);
+    let tarball = tb.dir.path().join("fs.tar");
+    tb.ok(&["export", "-o", tarball.to_str().unwrap(), "src"]);
+    let list = stdout(
+        &std::process::Command::new("tar")
+            .arg("tf")
+            .arg(&tarball)
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        list.contains("./root/new.txt") && list.contains("./bin/busybox"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("./etc/group"),
+        "the deletion is exported: {list}"
+    );
+    tb.ok(&[
+        "import",
+        "-c",
+        "CMD [\"cat\", \"/root/new.txt\"]",
+        "-c",
+        "ENV MODE=imported",
+        tarball.to_str().unwrap(),
+        "fromexport:v1",
+    ]);
+    assert_eq!(
+        tb.ok(&["run", "--rm", "--network", "none", "fromexport:v1"]),
+        "data\n"
+    );
+    assert_eq!(
+        tb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "fromexport:v1",
+            "sh",
+            "-c",
+            "echo $MODE"
+        ]),
+        "imported\n"
+    );
+    let h = tb.ok(&["history", "--no-trunc", "fromexport:v1"]);
+    assert!(h.contains("twinbox import"), "{h}");
+    let df = tb.ok(&["system", "df"]);
+    assert!(df.contains("Images") && df.contains("Containers"), "{df}");
+    tb.fails(&["import", "/nonexistent.tar"], 125, "cannot read");
+    let junk = tb.dir.path().join("junk");
+    std::fs::write(
+        &junk,
+        b"this is not a tarball at all, not even close ......",
+    )
+    .unwrap();
+    let before = blob_count(&tb);
+    tb.fails(
+        &["import", junk.to_str().unwrap(), "junk:1"],
+        125,
+        "not a tar archive",
+    );
+    assert_eq!(blob_count(&tb), before);
+    tb.fails(&["export", "nosuchcontainer"], 125, "no such container");
+    tb.ok(&["rm", "src"]);
+    tb.ok(&["image", "prune", "-a"]);
+    assert_eq!(tb.ok(&["images", "-q"]), "");
+    assert_eq!(blob_count(&tb), 0);
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn hostile_archives_are_refused_and_leave_nothing() {
+    let tb = Tb::new();
+    let dir = tb.dir.path();
+    // an entry climbing out of the archive
+    let evil = dir.join("evil.tar");
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"../../escaped");
+    h.set_cksum();
+    b.append(&h, &b"hi"[..]).unwrap();
+    std::fs::write(&evil, b.into_inner().unwrap()).unwrap();
+    tb.fails(&["load", "-i", evil.to_str().unwrap()], 125, "climbs out");
+    assert!(!dir.join("../escaped").exists() && !std::path::Path::new("/tmp/escaped").exists());
+    // a layer whose content does not match the config's diff id
+    let good = dir.join("good.tar");
+    tb.ok(&["save", "-o", good.to_str().unwrap(), "busybox"]);
+    tb.ok(&["rmi", "busybox"]);
+    let bad = dir.join("bad.tar");
+    let mut out = tar::Builder::new(Vec::new());
+    let mut a = tar::Archive::new(std::fs::File::open(&good).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let path = e.path().unwrap().into_owned();
+        if path.to_string_lossy().ends_with("layer.tar") {
+            let n = data.len();
+            data[n / 2] ^= 0xff; // one flipped byte
+        }
+        let mut h = e.header().clone();
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.append_data(&mut h, &path, &data[..]).unwrap();
+    }
+    std::fs::write(&bad, out.into_inner().unwrap()).unwrap();
+    tb.fails(&["load", "-i", bad.to_str().unwrap()], 125, "corrupt");
+    assert_eq!(tb.ok(&["images", "-q"]), "", "nothing tagged");
+    assert_eq!(blob_count(&tb), 0, "nothing half-written left in the store");
+    // not an archive at all
+    let junk = dir.join("junk.tar");
+    std::fs::write(&junk, vec![7u8; 4096]).unwrap();
+    tb.fails(
+        &["load", "-i", junk.to_str().unwrap()],
+        125,
+        "invalid image archive",
+    );
+    tb.fails(&["save", "nosuchimage"], 125, "no such image");
+    tb.fails(
+        &["save", "--format", "zip", "-o", "/tmp/x.tar", "busybox"],
+        125,
+        "unknown archive format",
+    );
+    tb.assert_clean(&[]);
+}

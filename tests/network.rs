@@ -550,3 +550,52 @@ fn the_default_subnet_avoids_addresses_in_use() {
     tb.assert_net_clean();
     tb.assert_clean(&[]);
 }
+
+#[test]
+fn publish_all_uses_the_images_exposed_ports() {
+    let tb = Tb::new();
+    // an image that EXPOSEs 80: busybox's filesystem imported with the instruction
+    tb.ok(&[
+        "create",
+        "--name",
+        "src",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let fs = tb.dir.path().join("fs.tar");
+    tb.ok(&["export", "-o", fs.to_str().unwrap(), "src"]);
+    tb.ok(&[
+        "import",
+        "-c",
+        "EXPOSE 80",
+        fs.to_str().unwrap(),
+        "web:exposed",
+    ]);
+    tb.ok(&["rm", "src"]);
+    tb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "wx",
+        "-P",
+        "web:exposed",
+        "sh",
+        "-c",
+        "echo exposed > /tmp/index.html; exec httpd -f -p 80 -h /tmp",
+    ]);
+    let hp = tb.ok(&["port", "wx", "80"]);
+    let port: u16 = hp.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!(port > 0, "{hp}");
+    let mut got = None;
+    assert!(eventually(10, || {
+        got = fetch(&tb, &format!("http://127.0.0.1:{port}/"));
+        got.is_some()
+    }));
+    assert_eq!(got.unwrap().trim(), "exposed");
+    tb.ok(&["rm", "-f", "wx"]);
+    tb.ok(&["network", "rm", "bridge"]);
+    tb.assert_net_clean();
+    tb.assert_clean(&[]);
+}

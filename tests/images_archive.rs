@@ -275,3 +275,92 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     );
     tb.assert_clean(&[]);
 }
+
+#[test]
+fn commit_turns_a_containers_changes_into_a_layer() {
+    let tb = Tb::new();
+    tb.ok(&[
+        "run",
+        "--name",
+        "c1",
+        "--network",
+        "none",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/srv",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv /opt/x; echo committed > /srv/file; echo o > /opt/x/f; rm /etc/group",
+    ]);
+    let id = tb.ok(&[
+        "commit",
+        "-m",
+        "my change",
+        "-a",
+        "me",
+        "-c",
+        "CMD [\"cat\", \"/srv/file\"]",
+        "c1",
+        "mine:v1",
+    ]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(
+        tb.ok(&["run", "--rm", "--network", "none", "mine:v1"]),
+        "committed\n"
+    );
+    let out = tb.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "mine:v1",
+        "sh",
+        "-c",
+        "[ -e /etc/group ] && echo group-still-there; echo $FOO; pwd; cat /opt/x/f",
+    ]);
+    assert_eq!(
+        out, "bar\n/srv\no\n",
+        "deletion, env, workdir and new files carried over"
+    );
+    let h = tb.ok(&["history", "mine:v1"]);
+    assert!(
+        h.lines().nth(1).unwrap().contains("twinbox commit c1") && h.contains("my change"),
+        "{h}"
+    );
+    // a running container is paused while its changes are read, then goes on
+    tb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c2",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo live > /live; exec sleep 60",
+    ]);
+    assert!(eventually(5, || tb
+        .out(&["exec", "c2", "cat", "/live"])
+        .status
+        .success()));
+    tb.ok(&["commit", "c2", "live:1"]);
+    assert_eq!(
+        tb.ok(&["run", "--rm", "--network", "none", "live:1", "cat", "/live"]),
+        "live\n"
+    );
+    assert!(
+        tb.ok(&["ps"]).contains("c2"),
+        "still running after the commit"
+    );
+    tb.fails(&["commit", "nosuch", "x:1"], 125, "no such container");
+    tb.fails(
+        &["commit", "-c", "RUN true", "c1", "x:1"],
+        125,
+        "not supported",
+    );
+    tb.ok(&["rm", "-f", "c1", "c2"]);
+    tb.assert_clean(&[]);
+}

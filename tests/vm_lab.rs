@@ -333,3 +333,30 @@ echo "forward=$(cat /proc/sys/net/ipv4/ip_forward)"
     assert_eq!(field(&out, "rules"), "0", "{out}");
     assert_eq!(field(&out, "forward"), "0", "forwarding restored");
 }
+
+#[test]
+fn images_move_between_models_and_microvm_changes_commit() {
+    // A microVM's changes (on its scratch disk) committed to an image; the image runs
+    // under both models; a saved-and-loaded image runs in a microVM.
+    let (out, err, code) = lab(r#"
+twinbox run --name v1 --network none --isolation vm busybox sh -c 'echo from-vm > /root/f; rm /etc/group' >/dev/null
+twinbox commit -c 'CMD ["cat", "/root/f"]' v1 vmmade:1 >/dev/null
+echo "proc=$(twinbox run --rm --network none vmmade:1)"
+echo "vm=$(twinbox run --rm --network none --isolation vm vmmade:1)"
+echo "gone=$(twinbox run --rm --network none --isolation vm vmmade:1 sh -c '[ -e /etc/group ] && echo present || echo absent')"
+twinbox save --format oci-archive -o /tmp/v.tar vmmade:1
+twinbox rm v1 >/dev/null
+twinbox rmi vmmade:1 >/dev/null
+twinbox load -i /tmp/v.tar >/dev/null
+echo "loaded=$(twinbox run --rm --network none --isolation vm vmmade:1)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(field(&out, "proc"), "from-vm", "{out}");
+    assert_eq!(field(&out, "vm"), "from-vm", "{out}");
+    assert_eq!(
+        field(&out, "gone"),
+        "absent",
+        "the deletion inside the VM was committed"
+    );
+    assert_eq!(field(&out, "loaded"), "from-vm", "{out}");
+}

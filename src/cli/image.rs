@@ -49,6 +49,38 @@ pub enum ImageCommand {
 }
 
 #[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// Apply a Dockerfile instruction (CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, LABEL)
+    #[arg(short = 'c', long = "change")]
+    change: Vec<String>,
+    /// Commit message
+    #[arg(short = 'm', long)]
+    message: Option<String>,
+    /// Author
+    #[arg(short = 'a', long)]
+    author: Option<String>,
+    /// Pause a running process container while its changes are read
+    #[arg(short = 'p', long, default_value_t = true, action = clap::ArgAction::Set)]
+    pause: bool,
+    container: String,
+    /// Name for the new image
+    reference: Option<String>,
+}
+
+pub fn commit(engine: &Engine, a: CommitArgs) -> Result<i32, EngineError> {
+    let id = engine.commit(
+        &a.container,
+        a.reference.as_deref(),
+        &a.change,
+        a.message.as_deref(),
+        a.author.as_deref(),
+        a.pause,
+    )?;
+    println!("{id}");
+    Ok(0)
+}
+
+#[derive(Args, Debug)]
 pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]

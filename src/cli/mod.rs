@@ -126,6 +126,11 @@ pub enum Command {
     /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
     #[command(hide = true)]
     VmBoot(vm::VmBootArgs),
+    /// (internal) pack an overlay upper directory as an OCI layer onto stdout
+    #[command(hide = true)]
+    PackUpper { dir: std::path::PathBuf },
+    /// Create a new image from a container's changes
+    Commit(image::CommitArgs),
     /// (internal) the per-container monitor
     #[command(hide = true)]
     Monitor {
@@ -160,6 +165,13 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     let command = cli.command;
     let command = match command {
         Command::VmBoot(a) => return vm::vm_boot(a),
+        Command::PackUpper { dir } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            crate::image::diff::pack_upper(&dir, &mut out)
+                .and_then(|_| std::io::Write::flush(&mut out))
+                .map_err(|e| EngineError::Invalid(format!("{}: {e}", dir.display())))?;
+            return Ok(0);
+        }
         Command::Lab(a) => return lab::lab(a),
         other => other,
     };
@@ -203,6 +215,11 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Info => system::info(&engine),
         Command::Compare(a) => compare::compare(&engine, a),
         Command::Bench(a) => bench::bench(&engine, a),
-        Command::Version | Command::Monitor { .. } | Command::VmBoot(_) | Command::Lab(_) => Ok(0),
+        Command::Commit(a) => image::commit(&engine, a),
+        Command::Version
+        | Command::Monitor { .. }
+        | Command::VmBoot(_)
+        | Command::Lab(_)
+        | Command::PackUpper { .. } => Ok(0),
     }
 }

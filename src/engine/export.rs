@@ -258,3 +258,159 @@ mod tests {
         assert!(apply_change(&mut c, "CMD").is_err());
     }
 }
+
+impl Engine {
+    /// The container's changes (its upper directory) as an uncompressed OCI layer.
+    fn container_diff(
+        &self,
+        rec: &crate::state::ContainerRecord,
+        pause: bool,
+    ) -> Result<Vec<u8>, EngineError> {
+        match &rec.vm {
+            None => {
+                let upper = self.paths.container_dir(&rec.id).join("upper");
+                let running = rec.state.status == crate::state::Status::Running;
+                if running && pause {
+                    self.pause(&rec.id)?;
+                }
+                let mut out = Vec::new();
+                let r = crate::image::diff::pack_upper(&upper, &mut out);
+                if running && pause {
+                    self.unpause(&rec.id)?;
+                }
+                r.map_err(io_err(format!("cannot read the changes of {}", rec.name)))?;
+                Ok(out)
+            }
+            Some(v) => {
+                if rec.is_active() {
+                    return Err(EngineError::Conflict(format!(
+                        "container {} is a running microVM: its disk is in use; stop it to commit",
+                        rec.name
+                    )));
+                }
+                // The scratch disk is mounted read-only in a private mount namespace
+                // and its upper directory packed by this very binary.
+                let work = tempfile::Builder::new()
+                    .prefix("commit")
+                    .tempdir_in(self.images.tmp_dir())
+                    .map_err(io_err("temporary directory"))?;
+                let me = std::env::current_exe().map_err(io_err("own executable"))?;
+                let script = format!(
+                    "set -e\nmount -o ro,loop {} {}\n[ -d {up} ] || exit 0\nexec {} pack-upper {up}\n",
+                    q(&v.scratch),
+                    q(work.path()),
+                    q(&me),
+                    up = q(&work.path().join("upper")),
+                );
+                let o = Command::new("unshare")
+                    .args(["-m", "--propagation", "private", "sh", "-c", &script])
+                    .output()
+                    .map_err(io_err("unshare (util-linux)"))?;
+                if !o.status.success() {
+                    return Err(EngineError::Invalid(format!(
+                        "cannot read the changes of {}: {}",
+                        rec.name,
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    )));
+                }
+                if o.stdout.is_empty() {
+                    // Nothing was ever written: an empty layer.
+                    let mut b = tar::Builder::new(Vec::new());
+                    b.finish().map_err(io_err("empty layer"))?;
+                    return b.into_inner().map_err(io_err("empty layer"));
+                }
+                Ok(o.stdout)
+            }
+        }
+    }
+
+    /// `commit`: the container's changes become a new layer on top of its image; the
+    /// container's command, environment, working directory and user become the new
+    /// image's defaults, then `changes` apply.
+    pub fn commit(
+        &self,
+        container: &str,
+        reference: Option<&str>,
+        changes: &[String],
+        message: Option<&str>,
+        author: Option<&str>,
+        pause: bool,
+    ) -> Result<String, EngineError> {
+        let rec = self.get(container)?;
+        let tag = reference
+            .map(|r| {
+                Reference::parse(r)
+                    .map_err(EngineError::Invalid)?
+                    .tagged()
+                    .ok_or_else(|| EngineError::Invalid(format!("cannot commit as a digest: {r}")))
+            })
+            .transpose()?;
+        let base = self.images.find(&rec.image_id).map_err(|_| {
+            EngineError::Conflict(format!(
+                "the image of container {} ({}) is no longer in the store",
+                rec.name, rec.image
+            ))
+        })?;
+        let mut cfg = base.config.config().clone().unwrap_or_default();
+        cfg.set_env(Some(rec.spec.process.env.clone()));
+        cfg.set_cmd(Some(rec.cmd.clone()).filter(|c| !c.is_empty()));
+        cfg.set_entrypoint(Some(rec.entrypoint.clone()).filter(|c| !c.is_empty()));
+        cfg.set_working_dir(Some(rec.spec.process.cwd.clone()));
+        cfg.set_user(Some(rec.user.clone()).filter(|u| !u.is_empty()));
+        for c in changes {
+            apply_change(&mut cfg, c).map_err(EngineError::Invalid)?;
+        }
+        let tar = self.container_diff(&rec, pause)?;
+        let diff_id = sha256_digest(&tar);
+        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        g.write_all(&tar).map_err(io_err("compressing the layer"))?;
+        let gz = g.finish().map_err(io_err("compressing the layer"))?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let bad = |e: oci_spec::OciSpecError| EngineError::Invalid(e.to_string());
+        let mut config = base.config.clone();
+        config.set_created(Some(now.clone()));
+        config.set_config(Some(cfg));
+        if let Some(a) = author {
+            config.set_author(Some(a.to_string()));
+        }
+        let mut diff_ids = base.diff_ids().to_vec();
+        diff_ids.push(diff_id);
+        config.set_rootfs(
+            RootFsBuilder::default()
+                .typ("layers")
+                .diff_ids(diff_ids)
+                .build()
+                .map_err(bad)?,
+        );
+        let mut history = config.history().clone().unwrap_or_default();
+        let mut h = HistoryBuilder::default().created(now).created_by(format!(
+            "twinbox commit {} ({} isolation)",
+            rec.name, rec.spec.isolation
+        ));
+        if let Some(m) = message {
+            h = h.comment(m.to_string());
+        }
+        if let Some(a) = author {
+            h = h.author(a.to_string());
+        }
+        history.push(h.build().map_err(bad)?);
+        config.set_history(Some(history));
+        let _l = self.images.lock()?;
+        let layer = self.images.put_blob(&gz)?;
+        let mut layers = base.manifest.layers().clone();
+        layers.push(Descriptor::new(
+            MediaType::ImageLayerGzip,
+            gz.len() as u64,
+            layer.parse::<oci_spec::image::Digest>().map_err(bad)?,
+        ));
+        let manifest = self.images.put_image(&config, layers)?;
+        self.images.tag_manifest(&manifest, tag.as_deref())?;
+        let img = self
+            .images
+            .list()?
+            .into_iter()
+            .find(|i| i.manifest_digest == manifest)
+            .ok_or_else(|| EngineError::Invalid("the committed image vanished".into()))?;
+        Ok(img.id)
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod archive;
 mod builtin;
+pub mod diff;
 pub mod ext4;
 mod reference;
 mod store;

@@ -100,7 +100,7 @@ impl Engine {
                         rec.name
                     )));
                 }
-                script += &format!("mount -o ro,loop {} {}\n", q(&v.scratch), q(&scratch));
+                script += &format!("mount -o loop {} {}\n", q(&v.scratch), q(&scratch));
                 scratch.join("upper")
             }
             None => dir.join("upper"),
@@ -233,32 +233,6 @@ impl Engine {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_apply_like_a_dockerfile() {
-        let mut c = oci_spec::image::Config::default();
-        apply_change(&mut c, r#"CMD ["echo", "hi"]"#).unwrap();
-        apply_change(&mut c, "ENTRYPOINT /bin/app --x").unwrap();
-        apply_change(&mut c, "ENV A=1").unwrap();
-        apply_change(&mut c, "ENV B two").unwrap();
-        apply_change(&mut c, "WORKDIR /srv").unwrap();
-        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
-        assert_eq!(c.cmd().clone().unwrap(), vec!["echo", "hi"]);
-        assert_eq!(
-            c.entrypoint().clone().unwrap(),
-            vec!["/bin/sh", "-c", "/bin/app --x"]
-        );
-        assert_eq!(c.env().clone().unwrap(), vec!["A=1", "B=two"]);
-        assert_eq!(c.working_dir().clone().unwrap(), "/srv");
-        assert_eq!(c.exposed_ports().clone().unwrap(), vec!["80/tcp", "53/udp"]);
-        assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
-        assert!(apply_change(&mut c, "CMD").is_err());
-    }
-}
-
 impl Engine {
     /// The container's changes (its upper directory) as an uncompressed OCI layer.
     fn container_diff(
@@ -288,15 +262,16 @@ impl Engine {
                         rec.name
                     )));
                 }
-                // The scratch disk is mounted read-only in a private mount namespace
-                // and its upper directory packed by this very binary.
+                // The scratch disk is mounted in a private mount namespace (read-write:
+                // the guest powers off without unmounting it, and the kernel replays its
+                // journal) and its upper directory packed by this very binary.
                 let work = tempfile::Builder::new()
                     .prefix("commit")
                     .tempdir_in(self.images.tmp_dir())
                     .map_err(io_err("temporary directory"))?;
                 let me = std::env::current_exe().map_err(io_err("own executable"))?;
                 let script = format!(
-                    "set -e\nmount -o ro,loop {} {}\n[ -d {up} ] || exit 0\nexec {} pack-upper {up}\n",
+                    "set -e\nmount -o loop {} {}\n[ -d {up} ] || exit 0\nexec {} pack-upper {up}\n",
                     q(&v.scratch),
                     q(work.path()),
                     q(&me),
@@ -412,5 +387,31 @@ impl Engine {
             .find(|i| i.manifest_digest == manifest)
             .ok_or_else(|| EngineError::Invalid("the committed image vanished".into()))?;
         Ok(img.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_apply_like_a_dockerfile() {
+        let mut c = oci_spec::image::Config::default();
+        apply_change(&mut c, r#"CMD ["echo", "hi"]"#).unwrap();
+        apply_change(&mut c, "ENTRYPOINT /bin/app --x").unwrap();
+        apply_change(&mut c, "ENV A=1").unwrap();
+        apply_change(&mut c, "ENV B two").unwrap();
+        apply_change(&mut c, "WORKDIR /srv").unwrap();
+        apply_change(&mut c, "EXPOSE 80 53/udp").unwrap();
+        assert_eq!(c.cmd().clone().unwrap(), vec!["echo", "hi"]);
+        assert_eq!(
+            c.entrypoint().clone().unwrap(),
+            vec!["/bin/sh", "-c", "/bin/app --x"]
+        );
+        assert_eq!(c.env().clone().unwrap(), vec!["A=1", "B=two"]);
+        assert_eq!(c.working_dir().clone().unwrap(), "/srv");
+        assert_eq!(c.exposed_ports().clone().unwrap(), vec!["80/tcp", "53/udp"]);
+        assert!(apply_change(&mut c, "RUN rm -rf /").is_err());
+        assert!(apply_change(&mut c, "CMD").is_err());
     }
 }

@@ -17,6 +17,8 @@ const WANTED_MODULES: &[&str] = &[
     "tun",
     "veth",
     "bridge",
+    // loop devices: a stopped microVM's scratch disk is read for commit/export
+    "loop",
     // nftables for twinbox's NAT and published ports
     "nf_tables",
     "nft_chain_nat",

@@ -8,8 +8,10 @@ export DEBIAN_FRONTEND=noninteractive
 
 # busybox-static: the built-in image; e2fsprogs: VM disks; util-linux: `script` for the
 # terminal tests; iproute2 + nftables: networks (bridges, NAT, published ports);
+# docker-registry + apache2-utils (htpasswd): the registry tests;
 # qemu-system-x86 + kmod: the lab; the rest builds twinbox and the kernel.
-want=(busybox-static util-linux e2fsprogs iproute2 nftables gcc libc6-dev ca-certificates curl
+want=(busybox-static util-linux e2fsprogs iproute2 nftables docker-registry apache2-utils
+      gcc libc6-dev ca-certificates curl
       qemu-system-x86 kmod xz-utils make bc bison flex libelf-dev linux-source-6.1)
 missing=()
 for p in "${want[@]}"; do
@@ -26,6 +28,12 @@ if ((${#missing[@]})); then
     fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" "${extra[@]}" >/dev/null
+    # docker-registry's package starts a registry service on :5000; the tests start
+    # their own, inside their own network namespaces.
+    if [[ " ${missing[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null \
+        && systemctl is-system-running >/dev/null 2>&1; then
+        systemctl disable --now docker-registry >/dev/null 2>&1 || true
+    fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -131,6 +131,38 @@ pub enum Command {
     PackUpper { dir: std::path::PathBuf },
     /// Create a new image from a container's changes
     Commit(image::CommitArgs),
+    /// Download an image from a registry
+    Pull {
+        name: String,
+        /// Plain HTTP (registries on localhost always may use it)
+        #[arg(long)]
+        insecure: bool,
+        /// No progress output
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Upload an image to a registry
+    Push {
+        name: String,
+        /// Plain HTTP (registries on localhost always may use it)
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Log in to a registry (credentials kept in Docker's config.json)
+    Login {
+        server: String,
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from standard input
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Log out from a registry
+    Logout { server: String },
     /// (internal) the per-container monitor
     #[command(hide = true)]
     Monitor {
@@ -216,6 +248,56 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Compare(a) => compare::compare(&engine, a),
         Command::Bench(a) => bench::bench(&engine, a),
         Command::Commit(a) => image::commit(&engine, a),
+        Command::Pull {
+            name,
+            insecure,
+            quiet,
+        } => {
+            let (digest, tag) = engine.pull(&name, insecure, quiet)?;
+            println!("Digest: {digest}");
+            println!("Status: Downloaded image for {}", tag.unwrap_or(name));
+            Ok(0)
+        }
+        Command::Push { name, insecure } => {
+            let d = engine.push(&name, insecure)?;
+            println!("{name}: digest: {d}");
+            Ok(0)
+        }
+        Command::Login {
+            server,
+            username,
+            password,
+            password_stdin,
+            insecure,
+        } => {
+            let user =
+                username.ok_or_else(|| EngineError::Invalid("login needs -u USERNAME".into()))?;
+            let pass = match (password, password_stdin) {
+                (Some(p), false) => p,
+                (None, true) => {
+                    let mut s = String::new();
+                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                        .map_err(|e| EngineError::Invalid(format!("reading the password: {e}")))?;
+                    s.trim_end_matches(['\n', '\r']).to_string()
+                }
+                _ => {
+                    return Err(EngineError::Invalid(
+                        "login needs exactly one of -p PASSWORD or --password-stdin".into(),
+                    ))
+                }
+            };
+            engine.login(&server, &user, &pass, insecure)?;
+            println!("Login Succeeded");
+            Ok(0)
+        }
+        Command::Logout { server } => {
+            if engine.logout(&server)? {
+                println!("Removing login credentials for {server}");
+            } else {
+                println!("Not logged in to {server}");
+            }
+            Ok(0)
+        }
         Command::Version
         | Command::Monitor { .. }
         | Command::VmBoot(_)

@@ -320,3 +320,61 @@ impl Engine {
         ])
     }
 }
+
+impl Engine {
+    /// `pull NAME[:TAG|@DIGEST]`. Returns (manifest digest, the name it is tagged as).
+    pub fn pull(
+        &self,
+        reference: &str,
+        insecure: bool,
+        quiet: bool,
+    ) -> Result<(String, Option<String>), EngineError> {
+        let mut r = crate::image::Reference::parse(reference).map_err(EngineError::Invalid)?;
+        if r.tag.is_none() && r.digest.is_none() {
+            r.tag = Some("latest".into());
+        }
+        let what = r
+            .digest
+            .clone()
+            .or_else(|| r.tag.clone())
+            .unwrap_or_default();
+        let mut c = crate::image::registry::Client::new(&r, insecure);
+        let _l = self.images.lock()?;
+        let digest = c.pull(&self.images, &what, quiet)?;
+        let tag = if r.digest.is_some() { None } else { r.tagged() };
+        self.images.tag_manifest(&digest, tag.as_deref())?;
+        Ok((digest, tag))
+    }
+
+    /// `push NAME[:TAG]`.
+    pub fn push(&self, reference: &str, insecure: bool) -> Result<String, EngineError> {
+        let img = self.images.find(reference)?;
+        let mut r = crate::image::Reference::parse(reference).map_err(EngineError::Invalid)?;
+        if r.tag.is_none() {
+            r.tag = Some("latest".into());
+        }
+        let tag = r.tag.clone().unwrap_or_default();
+        let mut c = crate::image::registry::Client::new(&r, insecure);
+        Ok(c.push(&self.images, &img.manifest_digest, &tag)?)
+    }
+
+    /// `login SERVER`: the credentials are checked against the registry, then kept.
+    pub fn login(
+        &self,
+        server: &str,
+        user: &str,
+        pass: &str,
+        insecure: bool,
+    ) -> Result<(), EngineError> {
+        let r = crate::image::Reference::parse(&format!("{server}/twinbox-login-probe"))
+            .map_err(EngineError::Invalid)?;
+        let mut c = crate::image::registry::Client::new(&r, insecure).with_credentials(user, pass);
+        c.ping()?;
+        crate::image::registry::save_credentials(&r.registry, user, pass)?;
+        Ok(())
+    }
+
+    pub fn logout(&self, server: &str) -> Result<bool, EngineError> {
+        Ok(crate::image::registry::forget_credentials(server)?)
+    }
+}

@@ -6,6 +6,7 @@ mod builtin;
 pub mod diff;
 pub mod ext4;
 mod reference;
+pub mod registry;
 mod store;
 pub mod unpack;
 

@@ -39,6 +39,8 @@ pub enum ImageError {
     },
     #[error("blob {digest} is corrupt: its content hashes to {actual}")]
     DigestMismatch { digest: String, actual: String },
+    #[error("{0}")]
+    Registry(String),
     #[error("invalid image archive: {0}")]
     BadArchive(String),
     #[error("{0}")]

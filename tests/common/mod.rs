@@ -123,6 +123,7 @@ impl Tb {
         let mut c = Command::new(bin());
         c.env("TWINBOX_ROOT", self.root())
             .env("TWINBOX_RUN_ROOT", self.run_root())
+            .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
             .env_remove("TWINBOX_ISOLATION")
             .args(args)
             .stdin(Stdio::null());

@@ -9,9 +9,9 @@ export DEBIAN_FRONTEND=noninteractive
 # busybox-static: the built-in image; e2fsprogs: VM disks; util-linux: `script` for the
 # terminal tests; iproute2 + nftables: networks (bridges, NAT, published ports);
 # docker-registry + apache2-utils (htpasswd): the registry tests; debootstrap: the Debian
-# image test; podman: the interoperability test;
+# image test; podman: the interoperability test; zstd: a zstd layer for the tests;
 # qemu-system-x86 + kmod: the lab; the rest builds twinbox and the kernel.
-want=(busybox-static util-linux e2fsprogs iproute2 nftables docker-registry apache2-utils debootstrap podman
+want=(busybox-static util-linux e2fsprogs iproute2 nftables docker-registry apache2-utils debootstrap podman zstd
       gcc libc6-dev ca-certificates curl
       qemu-system-x86 kmod xz-utils make bc bison flex libelf-dev linux-source-6.1)
 missing=()

@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use std::process::Command;
 
 fn blob_count(tb: &Tb) -> usize {
     std::fs::read_dir(tb.root().join("images/blobs/sha256"))
@@ -41,11 +42,7 @@ fn save_and_load_both_formats_keep_the_image() {
         serde_json::from_str(&tb.ok(&["image", "inspect", "busybox"])).unwrap();
     let manifest = v[0]["Manifest"].as_str().unwrap().to_string();
     // docker-archive: Docker's manifest.json shape
-    let list = std::process::Command::new("tar")
-        .arg("tf")
-        .arg(&docker)
-        .output()
-        .unwrap();
+    let list = Command::new("tar").arg("tf").arg(&docker).output().unwrap();
     let names = stdout(&list);
     for n in [
         "manifest.json",
@@ -362,5 +359,121 @@ fn commit_turns_a_containers_changes_into_a_layer() {
         "not supported",
     );
     tb.ok(&["rm", "-f", "c1", "c2"]);
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn zstd_layers_load_unpack_and_import() {
+    use sha2::Digest;
+    let tb = Tb::new();
+    let dir = tb.dir.path();
+    let oci = dir.join("o.tar");
+    tb.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        "busybox",
+    ]);
+    tb.ok(&["rmi", "busybox"]);
+    // Rewrite the layout with its layer recompressed as zstd (zstd CLI).
+    let x = dir.join("x");
+    std::fs::create_dir_all(&x).unwrap();
+    assert!(Command::new("tar")
+        .arg("xf")
+        .arg(&oci)
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap()
+        .success());
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let blobs = x.join("blobs/sha256");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(x.join("index.json")).unwrap()).unwrap();
+    let mdig = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blobs.join(&mdig)).unwrap()).unwrap();
+    let ldig = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let gz = std::fs::read(blobs.join(&ldig)).unwrap();
+    let mut tar = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut tar).unwrap();
+    std::fs::write(dir.join("layer.tar"), &tar).unwrap();
+    assert!(Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(dir.join("layer.tar"))
+        .arg("-o")
+        .arg(dir.join("layer.zst"))
+        .status()
+        .expect("zstd (apt-get install zstd)")
+        .success());
+    let zst = std::fs::read(dir.join("layer.zst")).unwrap();
+    std::fs::remove_file(blobs.join(&ldig)).unwrap();
+    std::fs::write(blobs.join(sha(&zst)), &zst).unwrap();
+    manifest["layers"][0]["digest"] = format!("sha256:{}", sha(&zst)).into();
+    manifest["layers"][0]["size"] = zst.len().into();
+    manifest["layers"][0]["mediaType"] = "application/vnd.oci.image.layer.v1.tar+zstd".into();
+    let m = serde_json::to_vec(&manifest).unwrap();
+    std::fs::remove_file(blobs.join(&mdig)).unwrap();
+    std::fs::write(blobs.join(sha(&m)), &m).unwrap();
+    let mut index = index;
+    index["manifests"][0]["digest"] = format!("sha256:{}", sha(&m)).into();
+    index["manifests"][0]["size"] = m.len().into();
+    std::fs::write(x.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let zoci = dir.join("z.tar");
+    assert!(Command::new("tar")
+        .arg("cf")
+        .arg(&zoci)
+        .arg("-C")
+        .arg(&x)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    tb.ok(&["load", "-i", zoci.to_str().unwrap()]);
+    assert_eq!(
+        tb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "echo",
+            "zstd-layer"
+        ]),
+        "zstd-layer\n"
+    );
+    let h = tb.ok(&["history", "-H=false", "busybox"]);
+    assert!(
+        h.contains(&tar.len().to_string()),
+        "uncompressed size in the history: {h}"
+    );
+    // and a zstd tarball imports
+    tb.ok(&[
+        "import",
+        dir.join("layer.zst").to_str().unwrap(),
+        "fromzstd:1",
+    ]);
+    assert_eq!(
+        tb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "fromzstd:1",
+            "echo",
+            "ok"
+        ]),
+        "ok\n"
+    );
     tb.assert_clean(&[]);
 }

@@ -165,6 +165,7 @@ impl Engine {
         input
             .read_to_end(&mut data)
             .map_err(io_err(format!("cannot read {source}")))?;
+        // gzip is kept as it came; plain and zstd tarballs are stored gzip'ed.
         let (tar, gz) = if data.starts_with(&[0x1f, 0x8b]) {
             let mut t = Vec::new();
             flate2::read::GzDecoder::new(&data[..])
@@ -172,10 +173,13 @@ impl Engine {
                 .map_err(|e| EngineError::Invalid(format!("{source}: not valid gzip: {e}")))?;
             (t, data)
         } else {
+            let mut t = Vec::new();
+            crate::image::decompressed(&data[..])
+                .and_then(|mut r| r.read_to_end(&mut t))
+                .map_err(|e| EngineError::Invalid(format!("{source}: {e}")))?;
             let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            g.write_all(&data)
-                .map_err(io_err("compressing the layer"))?;
-            (data, g.finish().map_err(io_err("compressing the layer"))?)
+            g.write_all(&t).map_err(io_err("compressing the layer"))?;
+            (t, g.finish().map_err(io_err("compressing the layer"))?)
         };
         // Refuse what is not a tar archive before anything is stored.
         {

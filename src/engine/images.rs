@@ -181,22 +181,9 @@ impl Engine {
 
     /// Uncompressed size of a stored layer.
     fn layer_size(&self, d: &oci_spec::image::Descriptor) -> u64 {
-        let Ok(f) = std::fs::File::open(self.images.blob_path(d.digest().as_ref())) else {
-            return d.size();
-        };
-        let mut head = [0u8; 2];
-        let gz = {
-            use std::io::Read;
-            let mut f2 = &f;
-            f2.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b]
-        };
-        if !gz {
-            return d.size();
-        }
-        let Ok(f) = std::fs::File::open(self.images.blob_path(d.digest().as_ref())) else {
-            return d.size();
-        };
-        std::io::copy(&mut flate2::read::GzDecoder::new(f), &mut std::io::sink())
+        std::fs::File::open(self.images.blob_path(d.digest().as_ref()))
+            .and_then(crate::image::decompressed)
+            .and_then(|mut r| std::io::copy(&mut r, &mut std::io::sink()))
             .unwrap_or(d.size())
     }
 

@@ -57,22 +57,23 @@ fn is_gzip(b: &[u8]) -> bool {
     b.len() > 2 && b[0] == 0x1f && b[1] == 0x8b
 }
 
-fn gunzip(b: &[u8]) -> Result<Vec<u8>, ImageError> {
+fn is_zstd(b: &[u8]) -> bool {
+    b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+}
+
+/// The uncompressed tar of a (gzip, zstd or plain) layer.
+fn decompress(b: &[u8]) -> Result<Vec<u8>, ImageError> {
     let mut out = Vec::new();
-    flate2::read::GzDecoder::new(b)
-        .read_to_end(&mut out)
-        .map_err(|e| bad(format!("a layer is not valid gzip: {e}")))?;
+    super::store::decompressed(b)
+        .and_then(|mut r| r.read_to_end(&mut out))
+        .map_err(|e| bad(format!("a layer cannot be decompressed: {e}")))?;
     Ok(out)
 }
 
 /// The layer as an uncompressed tar (what its diff id hashes).
 fn uncompressed(store: &Store, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
-    let data = store.read_blob(desc.digest().as_ref())?;
-    match desc.media_type() {
-        MediaType::ImageLayer => Ok(data),
-        _ if is_gzip(&data) => gunzip(&data),
-        _ => Ok(data),
-    }
+    let _ = desc.media_type();
+    decompress(&store.read_blob(desc.digest().as_ref())?)
 }
 
 struct TarOut<W: Write> {
@@ -409,11 +410,7 @@ fn load_docker(
         let mut descs = Vec::new();
         for (layer, diff_id) in m.layers.iter().zip(&want) {
             let data = get(layer)?;
-            let (tar, gz) = if is_gzip(data) {
-                (gunzip(data)?, true)
-            } else {
-                (data.clone(), false)
-            };
+            let tar = decompress(data)?;
             let actual = sha256_digest(&tar);
             if &actual != diff_id {
                 return Err(ImageError::DigestMismatch {
@@ -423,8 +420,10 @@ fn load_docker(
             }
             let digest = blobs.put(data)?;
             descs.push(Descriptor::new(
-                if gz {
+                if is_gzip(data) {
                     MediaType::ImageLayerGzip
+                } else if is_zstd(data) {
+                    MediaType::ImageLayerZstd
                 } else {
                     MediaType::ImageLayer
                 },

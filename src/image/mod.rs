@@ -12,4 +12,4 @@ pub mod unpack;
 
 pub use builtin::BUSYBOX_ENV;
 pub use reference::Reference;
-pub use store::{sha256_digest, Image, ImageError, Store};
+pub use store::{decompressed, sha256_digest, Image, ImageError, Store};

@@ -74,6 +74,23 @@ pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// A layer's uncompressed tar, whatever its compression — gzip, zstd or none — told
+/// by its first bytes rather than by the media type a producer chose.
+pub fn decompressed<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
+    use std::io::BufRead;
+    let mut br = io::BufReader::new(r);
+    let head = br.fill_buf()?.to_vec();
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::GzDecoder::new(br)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let d = ruzstd::StreamingDecoder::new(br)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("zstd: {e}")))?;
+        Ok(Box::new(d))
+    } else {
+        Ok(Box::new(br))
+    }
+}
+
 fn hex_of(digest: &str) -> &str {
     digest.strip_prefix("sha256:").unwrap_or(digest)
 }
@@ -417,10 +434,7 @@ impl Store {
         let blob = self.blob_path(&digest);
         let result = (|| {
             let f = fs::File::open(&blob).map_err(io_err(&blob))?;
-            let reader: Box<dyn Read> = match desc.media_type() {
-                MediaType::ImageLayer => Box::new(f),
-                _ => Box::new(flate2::read::GzDecoder::new(f)),
-            };
+            let reader = decompressed(f).map_err(io_err(&blob))?;
             let actual =
                 unpack::unpack_layer(reader, &tmp).map_err(|source| ImageError::Unpack {
                     digest: digest.clone(),

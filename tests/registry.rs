@@ -92,6 +92,22 @@ fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
     let digest = manifest_of(&tb, "busybox");
     let out = tb.ok(&["push", "127.0.0.1:5000/team/bb:v1"]);
     assert!(out.contains(&digest), "{out}");
+    assert_eq!(
+        out.matches(": pushed").count(),
+        2,
+        "config and layer uploaded: {out}"
+    );
+    let out = tb.ok(&["push", "127.0.0.1:5000/team/bb:v1"]);
+    assert_eq!(
+        out.matches("already exists").count(),
+        2,
+        "nothing uploaded twice: {out}"
+    );
+    // another repository of the same registry: the blobs are mounted, not uploaded
+    tb.ok(&["tag", "busybox", "127.0.0.1:5000/other/bb:v1"]);
+    let out = tb.ok(&["push", "127.0.0.1:5000/other/bb:v1"]);
+    assert_eq!(out.matches("mounted from team/bb").count(), 2, "{out}");
+    tb.ok(&["rmi", "127.0.0.1:5000/other/bb:v1"]);
     tb.ok(&["rmi", "127.0.0.1:5000/team/bb:v1"]);
     tb.ok(&["rmi", "busybox"]);
     assert_eq!(blob_count(&tb), 0);

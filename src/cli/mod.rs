@@ -259,7 +259,8 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
             Ok(0)
         }
         Command::Push { name, insecure } => {
-            let d = engine.push(&name, insecure)?;
+            let (d, log) = engine.push(&name, insecure)?;
+            log.iter().for_each(|l| println!("{l}"));
             println!("{name}: digest: {d}");
             Ok(0)
         }

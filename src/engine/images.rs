@@ -333,16 +333,37 @@ impl Engine {
         Ok((digest, tag))
     }
 
-    /// `push NAME[:TAG]`.
-    pub fn push(&self, reference: &str, insecure: bool) -> Result<String, EngineError> {
+    /// `push NAME[:TAG]`. Returns (digest, one line per blob).
+    pub fn push(
+        &self,
+        reference: &str,
+        insecure: bool,
+    ) -> Result<(String, Vec<String>), EngineError> {
         let img = self.images.find(reference)?;
         let mut r = crate::image::Reference::parse(reference).map_err(EngineError::Invalid)?;
         if r.tag.is_none() {
             r.tag = Some("latest".into());
         }
         let tag = r.tag.clone().unwrap_or_default();
+        // Other repositories of the same registry this store knows the image's blobs
+        // from (by name): the registry can mount blobs from them.
+        let mut from = Vec::new();
+        for i in self.images.list()? {
+            for t in &i.tags {
+                if let Ok(o) = crate::image::Reference::parse(t) {
+                    if o.registry == r.registry
+                        && o.repository != r.repository
+                        && !from.contains(&o.repository)
+                    {
+                        from.push(o.repository);
+                    }
+                }
+            }
+        }
         let mut c = crate::image::registry::Client::new(&r, insecure);
-        Ok(c.push(&self.images, &img.manifest_digest, &tag)?)
+        let mut log = Vec::new();
+        let d = c.push(&self.images, &img.manifest_digest, &tag, &from, &mut log)?;
+        Ok((d, log))
     }
 
     /// `login SERVER`: the credentials are checked against the registry, then kept.

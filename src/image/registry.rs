@@ -410,11 +410,16 @@ impl Client {
     }
 
     /// Push an image (manifest bytes as stored) under `tag`. Returns the digest.
+    /// `mount_from`: other repositories of this registry that may hold the blobs
+    /// (the registry links them instead of taking an upload). `log` gets one line per
+    /// blob: pushed, mounted or already there.
     pub fn push(
         &mut self,
         store: &Store,
         manifest_digest: &str,
         tag: &str,
+        mount_from: &[String],
+        log: &mut Vec<String>,
     ) -> Result<String, ImageError> {
         let body = store.read_blob(manifest_digest)?;
         let manifest =
@@ -423,14 +428,40 @@ impl Client {
         blobs.extend(manifest.layers().iter().cloned());
         for d in blobs {
             let digest = d.digest().to_string();
+            let short = digest.trim_start_matches("sha256:")[..12].to_string();
             if self
                 .call("HEAD", &format!("blobs/{digest}"), &[], None, true)
                 .is_ok()
             {
+                log.push(format!("{short}: layer already exists"));
+                continue;
+            }
+            let mut upload = None;
+            let mut mounted = false;
+            for from in mount_from {
+                let resp = self.call(
+                    "POST",
+                    &format!("blobs/uploads/?mount={digest}&from={from}"),
+                    &[],
+                    Some(&[]),
+                    true,
+                )?;
+                if resp.status() == 201 {
+                    log.push(format!("{short}: mounted from {from}"));
+                    mounted = true;
+                    break;
+                }
+                // 202: the registry opened an upload session instead; use it.
+                upload = Some(resp);
+            }
+            if mounted {
                 continue;
             }
             let data = store.read_blob(&digest)?;
-            let resp = self.call("POST", "blobs/uploads/", &[], Some(&[]), true)?;
+            let resp = match upload {
+                Some(r) => r,
+                None => self.call("POST", "blobs/uploads/", &[], Some(&[]), true)?,
+            };
             let loc = resp
                 .header("location")
                 .ok_or_else(|| err("the registry gave no upload location"))?
@@ -448,6 +479,7 @@ impl Client {
                 Some(&data),
                 true,
             )?;
+            log.push(format!("{short}: pushed"));
         }
         let ct = manifest
             .media_type()

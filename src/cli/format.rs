@@ -97,6 +97,26 @@ impl Format {
     }
 }
 
+/// Print `rows` as `--format` asks: one JSON object per line, a template per row,
+/// or a table with `header` whose cells `cells` gives.
+pub fn print_rows<T: Serialize>(
+    format: Option<&str>,
+    rows: &[T],
+    header: &[&str],
+    cells: impl Fn(&T) -> Vec<String>,
+) {
+    match Format::parse(format) {
+        Format::Json => rows
+            .iter()
+            .for_each(|r| println!("{}", serde_json::to_string(r).unwrap_or_default())),
+        Format::Template(t) => rows.iter().for_each(|r| println!("{}", template(&t, r))),
+        Format::Table => {
+            let data: Vec<Vec<String>> = rows.iter().map(cells).collect();
+            print!("{}", table(header, &data));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Image commands.
 
-use super::format::{self, Format};
+use super::format;
 use crate::engine::{Engine, EngineError};
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -210,33 +210,19 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
         }
         return Ok(0);
     }
-    match Format::parse(a.format.as_deref()) {
-        Format::Json => rows
-            .iter()
-            .for_each(|r| println!("{}", serde_json::to_string(r).unwrap_or_default())),
-        Format::Template(t) => rows
-            .iter()
-            .for_each(|r| println!("{}", format::template(&t, r))),
-        Format::Table => {
-            let mut header = vec!["REPOSITORY", "TAG"];
-            if a.digests {
-                header.push("DIGEST");
-            }
-            header.extend(["IMAGE ID", "CREATED", "SIZE"]);
-            let data: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let mut v = vec![r.repository.clone(), r.tag.clone()];
-                    if a.digests {
-                        v.push(r.digest.clone());
-                    }
-                    v.extend([r.id.clone(), r.created_since.clone(), r.size.clone()]);
-                    v
-                })
-                .collect();
-            print!("{}", format::table(&header, &data));
-        }
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if a.digests {
+        header.push("DIGEST");
     }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    format::print_rows(a.format.as_deref(), &rows, &header, |r| {
+        let mut v = vec![r.repository.clone(), r.tag.clone()];
+        if a.digests {
+            v.push(r.digest.clone());
+        }
+        v.extend([r.id.clone(), r.created_since.clone(), r.size.clone()]);
+        v
+    });
     Ok(0)
 }
 
@@ -248,49 +234,34 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<i32, EngineError> {
         }
         return Ok(0);
     }
-    match Format::parse(a.format.as_deref()) {
-        Format::Json => rows
-            .iter()
-            .for_each(|r| println!("{}", serde_json::to_string(r).unwrap_or_default())),
-        Format::Template(t) => rows
-            .iter()
-            .for_each(|r| println!("{}", format::template(&t, r))),
-        Format::Table => {
-            let now = chrono::Utc::now();
-            let data: Vec<Vec<String>> = rows
-                .iter()
-                .map(|r| {
-                    let since = chrono::DateTime::parse_from_rfc3339(&r.created_at)
-                        .map(|t| {
-                            format!(
-                                "{} ago",
-                                crate::engine::human_duration(
-                                    (now - t.with_timezone(&chrono::Utc)).num_seconds()
-                                )
-                            )
-                        })
-                        .unwrap_or_else(|_| "N/A".into());
-                    let mut by = r.created_by.clone();
-                    if !a.no_trunc && by.chars().count() > 45 {
-                        by = by.chars().take(44).collect::<String>() + "…";
-                    }
-                    let size = if a.human {
-                        crate::util::size::human(r.size)
-                    } else {
-                        r.size.to_string()
-                    };
-                    vec![r.id.clone(), since, by, size, r.comment.clone()]
+    let now = chrono::Utc::now();
+    format::print_rows(
+        a.format.as_deref(),
+        &rows,
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        |r| {
+            let since = chrono::DateTime::parse_from_rfc3339(&r.created_at)
+                .map(|t| {
+                    format!(
+                        "{} ago",
+                        crate::engine::human_duration(
+                            (now - t.with_timezone(&chrono::Utc)).num_seconds()
+                        )
+                    )
                 })
-                .collect();
-            print!(
-                "{}",
-                format::table(
-                    &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-                    &data
-                )
-            );
-        }
-    }
+                .unwrap_or_else(|_| "N/A".into());
+            let mut by = r.created_by.clone();
+            if !a.no_trunc && by.chars().count() > 45 {
+                by = by.chars().take(44).collect::<String>() + "…";
+            }
+            let size = if a.human {
+                crate::util::size::human(r.size)
+            } else {
+                r.size.to_string()
+            };
+            vec![r.id.clone(), since, by, size, r.comment.clone()]
+        },
+    );
     Ok(0)
 }
 
@@ -310,32 +281,9 @@ pub fn rmi(engine: &Engine, a: RmiArgs) -> Result<i32, EngineError> {
 
 pub fn save(engine: &Engine, a: SaveArgs) -> Result<i32, EngineError> {
     let format: crate::image::archive::Format = a.format.parse().map_err(EngineError::Invalid)?;
-    match &a.output {
-        Some(p) => {
-            // Written next to the target and renamed: a failed save leaves no file.
-            let dir = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
-            engine.image_save(&a.images, format, std::io::BufWriter::new(tmp.as_file()))?;
-            tmp.persist(p)
-                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
-        }
-        None => {
-            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                return Err(EngineError::Invalid(
-                    "refusing to write an archive to a terminal: use -o FILE or redirect".into(),
-                ));
-            }
-            engine.image_save(
-                &a.images,
-                format,
-                std::io::BufWriter::new(std::io::stdout().lock()),
-            )?;
-        }
-    }
+    super::system::write_archive(a.output.as_deref(), |w| {
+        engine.image_save(&a.images, format, w)
+    })?;
     Ok(0)
 }
 

@@ -1,6 +1,6 @@
 //! `network …` and `port`.
 
-use super::format::{self, Format};
+use super::format;
 use crate::engine::{Engine, EngineError};
 use clap::{Args, Subcommand};
 
@@ -113,36 +113,20 @@ pub fn network_command(engine: &Engine, c: NetworkCommand) -> Result<i32, Engine
                 }
                 return Ok(0);
             }
-            match Format::parse(a.format.as_deref()) {
-                Format::Json => {
-                    for r in &rows {
-                        println!("{}", serde_json::to_string(r).unwrap_or_default());
-                    }
-                }
-                Format::Template(t) => {
-                    for r in &rows {
-                        println!("{}", format::template(&t, r));
-                    }
-                }
-                Format::Table => {
-                    let data: Vec<Vec<String>> = rows
-                        .iter()
-                        .map(|r| {
-                            vec![
-                                r.id.clone(),
-                                r.name.clone(),
-                                r.driver.clone(),
-                                r.scope.clone(),
-                                r.subnet.clone(),
-                            ]
-                        })
-                        .collect();
-                    print!(
-                        "{}",
-                        format::table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"], &data)
-                    );
-                }
-            }
+            format::print_rows(
+                a.format.as_deref(),
+                &rows,
+                &["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"],
+                |r| {
+                    vec![
+                        r.id.clone(),
+                        r.name.clone(),
+                        r.driver.clone(),
+                        r.scope.clone(),
+                        r.subnet.clone(),
+                    ]
+                },
+            );
             Ok(0)
         }
         NetworkCommand::Inspect { networks } => {

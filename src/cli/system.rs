@@ -61,25 +61,28 @@ pub fn system_command(engine: &Engine, c: SystemCommand) -> Result<i32, EngineEr
     }
 }
 
-/// `export CONTAINER [-o FILE]`.
-pub fn export(
-    engine: &Engine,
-    container: &str,
-    output: Option<std::path::PathBuf>,
-) -> Result<i32, EngineError> {
+/// Write an archive to `output` — through a temporary file renamed at the end, so a
+/// failure leaves no file — or to standard output unless that is a terminal.
+pub fn write_archive(
+    output: Option<&std::path::Path>,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), EngineError>,
+) -> Result<(), EngineError> {
+    use std::io::Write;
     match output {
         Some(p) => {
+            let cannot = |e: &dyn std::fmt::Display| {
+                EngineError::Invalid(format!("cannot write {}: {e}", p.display()))
+            };
             let dir = p
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile::NamedTempFile::new_in(dir)
-                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+            let tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| cannot(&e))?;
             let mut w = std::io::BufWriter::new(tmp.as_file());
-            engine.export(container, &mut w)?;
+            write(&mut w)?;
+            w.flush().map_err(|e| cannot(&e))?;
             drop(w);
-            tmp.persist(&p)
-                .map_err(|e| EngineError::Invalid(format!("cannot write {}: {e}", p.display())))?;
+            tmp.persist(p).map_err(|e| cannot(&e))?;
         }
         None => {
             if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -87,8 +90,21 @@ pub fn export(
                     "refusing to write an archive to a terminal: use -o FILE or redirect".into(),
                 ));
             }
-            engine.export(container, &mut std::io::stdout().lock())?;
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            write(&mut w)?;
+            w.flush()
+                .map_err(|e| EngineError::Invalid(format!("writing the archive: {e}")))?;
         }
     }
+    Ok(())
+}
+
+/// `export CONTAINER [-o FILE]`.
+pub fn export(
+    engine: &Engine,
+    container: &str,
+    output: Option<std::path::PathBuf>,
+) -> Result<i32, EngineError> {
+    write_archive(output.as_deref(), |w| engine.export(container, w))?;
     Ok(0)
 }

@@ -14,6 +14,20 @@ fn q(p: &std::path::Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', "'\\''"))
 }
 
+/// The `name:tag` an image gets from a user's reference (`latest` if none is given).
+fn tag_name(reference: &str) -> Result<String, EngineError> {
+    let mut r = Reference::parse(reference).map_err(EngineError::Invalid)?;
+    if r.digest.is_some() {
+        return Err(EngineError::Invalid(format!(
+            "{reference}: a digest cannot name a new image"
+        )));
+    }
+    if r.tag.is_none() {
+        r.tag = Some("latest".into());
+    }
+    Ok(r.tagged().unwrap_or_else(|| reference.to_string()))
+}
+
 /// A Dockerfile instruction from `--change`, applied to an image config.
 pub fn apply_change(cfg: &mut oci_spec::image::Config, change: &str) -> Result<(), String> {
     let (op, arg) = change
@@ -146,14 +160,7 @@ impl Engine {
         reference: Option<&str>,
         changes: &[String],
     ) -> Result<String, EngineError> {
-        let tag = reference
-            .map(|r| {
-                Reference::parse(r)
-                    .map_err(EngineError::Invalid)?
-                    .tagged()
-                    .ok_or_else(|| EngineError::Invalid(format!("cannot import as a digest: {r}")))
-            })
-            .transpose()?;
+        let tag = reference.map(tag_name).transpose()?;
         let mut cfg = ConfigBuilder::default()
             .env(vec![format!("PATH={}", crate::spec::DEFAULT_PATH)])
             .build()
@@ -316,14 +323,7 @@ impl Engine {
         pause: bool,
     ) -> Result<String, EngineError> {
         let rec = self.get(container)?;
-        let tag = reference
-            .map(|r| {
-                Reference::parse(r)
-                    .map_err(EngineError::Invalid)?
-                    .tagged()
-                    .ok_or_else(|| EngineError::Invalid(format!("cannot commit as a digest: {r}")))
-            })
-            .transpose()?;
+        let tag = reference.map(tag_name).transpose()?;
         let base = self.images.find(&rec.image_id).map_err(|_| {
             EngineError::Conflict(format!(
                 "the image of container {} ({}) is no longer in the store",

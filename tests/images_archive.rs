@@ -5,12 +5,6 @@ mod common;
 use common::*;
 use std::process::Command;
 
-fn blob_count(tb: &Tb) -> usize {
-    std::fs::read_dir(tb.root().join("images/blobs/sha256"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 fn image_id(tb: &Tb, r: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&tb.ok(&["image", "inspect", r])).unwrap();
     v[0]["Id"].as_str().unwrap().to_string()
@@ -54,7 +48,7 @@ fn save_and_load_both_formats_keep_the_image() {
     tb.ok(&["rmi", "example.org/team/bb:v1"]);
     tb.ok(&["rmi", "busybox"]);
     assert_eq!(tb.ok(&["images", "-q"]), "");
-    assert_eq!(blob_count(&tb), 0, "rmi of the last image leaves no blob");
+    assert_eq!(tb.blob_count(), 0, "rmi of the last image leaves no blob");
     // OCI layout: the manifest digest survives the trip
     let out = tb.ok(&["load", "-i", oci.to_str().unwrap()]);
     assert!(out.contains("Loaded image: busybox:latest"), "{out}");
@@ -200,18 +194,18 @@ fn export_import_history_prune_and_df() {
         b"this is not a tarball at all, not even close ......",
     )
     .unwrap();
-    let before = blob_count(&tb);
+    let before = tb.blob_count();
     tb.fails(
         &["import", junk.to_str().unwrap(), "junk:1"],
         125,
         "not a tar archive",
     );
-    assert_eq!(blob_count(&tb), before);
+    assert_eq!(tb.blob_count(), before);
     tb.fails(&["export", "nosuchcontainer"], 125, "no such container");
     tb.ok(&["rm", "src"]);
     tb.ok(&["image", "prune", "-a"]);
     assert_eq!(tb.ok(&["images", "-q"]), "");
-    assert_eq!(blob_count(&tb), 0);
+    assert_eq!(tb.blob_count(), 0);
     tb.assert_clean(&[]);
 }
 
@@ -255,7 +249,7 @@ fn hostile_archives_are_refused_and_leave_nothing() {
     std::fs::write(&bad, out.into_inner().unwrap()).unwrap();
     tb.fails(&["load", "-i", bad.to_str().unwrap()], 125, "corrupt");
     assert_eq!(tb.ok(&["images", "-q"]), "", "nothing tagged");
-    assert_eq!(blob_count(&tb), 0, "nothing half-written left in the store");
+    assert_eq!(tb.blob_count(), 0, "nothing half-written left in the store");
     // not an archive at all
     let junk = dir.join("junk.tar");
     std::fs::write(&junk, vec![7u8; 4096]).unwrap();

@@ -78,12 +78,6 @@ fn manifest_of(tb: &Tb, r: &str) -> String {
     v[0]["Manifest"].as_str().unwrap().to_string()
 }
 
-fn blob_count(tb: &Tb) -> usize {
-    std::fs::read_dir(tb.root().join("images/blobs/sha256"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
 #[test]
 fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
     let tb = Tb::new();
@@ -110,7 +104,7 @@ fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
     tb.ok(&["rmi", "127.0.0.1:5000/other/bb:v1"]);
     tb.ok(&["rmi", "127.0.0.1:5000/team/bb:v1"]);
     tb.ok(&["rmi", "busybox"]);
-    assert_eq!(blob_count(&tb), 0);
+    assert_eq!(tb.blob_count(), 0);
     let out = tb.ok(&["pull", "-q", "127.0.0.1:5000/team/bb:v1"]);
     assert!(out.contains(&digest), "{out}");
     assert_eq!(manifest_of(&tb, "127.0.0.1:5000/team/bb:v1"), digest);
@@ -132,7 +126,7 @@ fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
     assert_eq!(tb.ok(&["images", "-q"]).lines().count(), 1);
     // a blob corrupted in the registry's storage is refused, nothing of it kept
     tb.ok(&["image", "prune", "-a"]);
-    assert_eq!(blob_count(&tb), 0);
+    assert_eq!(tb.blob_count(), 0);
     let blobs = reg.data.join("docker/registry/v2/blobs/sha256");
     let mut corrupted = 0;
     for shard in std::fs::read_dir(&blobs).unwrap().flatten() {
@@ -150,7 +144,7 @@ fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
     assert_eq!(corrupted, 1, "the layer");
     tb.fails(&["pull", "-q", "127.0.0.1:5000/team/bb:v1"], 125, "corrupt");
     assert_eq!(tb.ok(&["images", "-q"]), "", "nothing tagged");
-    assert_eq!(blob_count(&tb), 0, "nothing half-written left in the store");
+    assert_eq!(tb.blob_count(), 0, "nothing half-written left in the store");
     tb.fails(&["pull", "-q", "127.0.0.1:5000/team/nosuch:v1"], 125, "404");
     drop(reg);
     tb.assert_clean(&[]);

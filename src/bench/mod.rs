@@ -98,6 +98,14 @@ fn series(name: &str, location: &str, samples: Vec<f64>) -> Series {
     }
 }
 
+/// A series from a measurement, or its reason for being skipped.
+fn measured(name: &str, location: &str, r: Result<Vec<f64>, String>) -> Series {
+    match r {
+        Ok(v) => series(name, location, v),
+        Err(e) => skipped(name, &e),
+    }
+}
+
 fn skipped(name: &str, why: &str) -> Series {
     Series {
         name: name.into(),
@@ -450,10 +458,11 @@ pub fn cpu(
     }
     for iso in isolations {
         let name = format!("twinbox --isolation {iso}");
-        match timed_inside(engine, Some(iso), CPU_LOOP, runs) {
-            Ok(v) => out.push(series(&name, location, v)),
-            Err(e) => out.push(skipped(&name, &e)),
-        }
+        out.push(measured(
+            &name,
+            location,
+            timed_inside(engine, Some(iso), CPU_LOOP, runs),
+        ));
     }
     out
 }
@@ -482,10 +491,11 @@ pub fn io(
     let _ = std::fs::remove_dir_all(&dir);
     for iso in isolations {
         let name = format!("twinbox --isolation {iso} (writable layer)");
-        match timed_inside(engine, Some(iso), IO_SCRIPT, runs) {
-            Ok(v) => out.push(series(&name, location, v)),
-            Err(e) => out.push(skipped(&name, &e)),
-        }
+        out.push(measured(
+            &name,
+            location,
+            timed_inside(engine, Some(iso), IO_SCRIPT, runs),
+        ));
     }
     out
 }

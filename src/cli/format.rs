@@ -97,6 +97,18 @@ impl Format {
     }
 }
 
+/// "3 days ago" for an RFC 3339 time, Docker's way; "N/A" if it does not parse.
+pub fn ago(rfc3339: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| {
+            format!(
+                "{} ago",
+                crate::engine::human_duration((now - t.with_timezone(&chrono::Utc)).num_seconds())
+            )
+        })
+        .unwrap_or_else(|_| "N/A".into())
+}
+
 /// Print `rows` as `--format` asks: one JSON object per line, a template per row,
 /// or a table with `header` whose cells `cells` gives.
 pub fn print_rows<T: Serialize>(

@@ -167,16 +167,7 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
     let mut rows = Vec::new();
     for img in engine.images.list()? {
         let created = img.config.created().clone().unwrap_or_default();
-        let since = chrono::DateTime::parse_from_rfc3339(&created)
-            .map(|t| {
-                format!(
-                    "{} ago",
-                    crate::engine::human_duration(
-                        (now - t.with_timezone(&chrono::Utc)).num_seconds()
-                    )
-                )
-            })
-            .unwrap_or_else(|_| "N/A".into());
+        let since = format::ago(&created, now);
         let id = if a.no_trunc {
             img.id.clone()
         } else {
@@ -240,16 +231,7 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<i32, EngineError> {
         &rows,
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         |r| {
-            let since = chrono::DateTime::parse_from_rfc3339(&r.created_at)
-                .map(|t| {
-                    format!(
-                        "{} ago",
-                        crate::engine::human_duration(
-                            (now - t.with_timezone(&chrono::Utc)).num_seconds()
-                        )
-                    )
-                })
-                .unwrap_or_else(|_| "N/A".into());
+            let since = format::ago(&r.created_at, now);
             let mut by = r.created_by.clone();
             if !a.no_trunc && by.chars().count() > 45 {
                 by = by.chars().take(44).collect::<String>() + "…";

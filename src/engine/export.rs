@@ -234,13 +234,7 @@ impl Engine {
         );
         let manifest = self.images.put_image(&config, vec![desc])?;
         self.images.tag_manifest(&manifest, tag.as_deref())?;
-        let img = self
-            .images
-            .list()?
-            .into_iter()
-            .find(|i| i.manifest_digest == manifest)
-            .ok_or_else(|| EngineError::Invalid("the imported image vanished".into()))?;
-        Ok(img.id)
+        Ok(self.images.by_manifest(&manifest)?.id)
     }
 }
 
@@ -384,13 +378,7 @@ impl Engine {
         ));
         let manifest = self.images.put_image(&config, layers)?;
         self.images.tag_manifest(&manifest, tag.as_deref())?;
-        let img = self
-            .images
-            .list()?
-            .into_iter()
-            .find(|i| i.manifest_digest == manifest)
-            .ok_or_else(|| EngineError::Invalid("the committed image vanished".into()))?;
-        Ok(img.id)
+        Ok(self.images.by_manifest(&manifest)?.id)
     }
 }
 

@@ -232,14 +232,10 @@ impl Engine {
                 out.push(format!("Loaded image: {t}"));
             }
             if tags.is_empty() {
-                if let Some(img) = self
-                    .images
-                    .list()?
-                    .into_iter()
-                    .find(|i| i.manifest_digest == manifest)
-                {
-                    out.push(format!("Loaded image ID: {}", img.id));
-                }
+                out.push(format!(
+                    "Loaded image ID: {}",
+                    self.images.by_manifest(&manifest)?.id
+                ));
             }
         }
         Ok(out)

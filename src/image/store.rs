@@ -364,6 +364,16 @@ impl Store {
         Ok(v.into_iter().map(|(_, i)| i).collect())
     }
 
+    /// The stored image whose manifest has this digest.
+    pub fn by_manifest(&self, manifest_digest: &str) -> Result<Image, ImageError> {
+        let idx = self.read_index()?;
+        let e = idx
+            .images
+            .get(manifest_digest)
+            .ok_or_else(|| ImageError::NotFound(manifest_digest.to_string()))?;
+        self.load_image(manifest_digest, e.tags.clone())
+    }
+
     /// Find an image by `name[:tag]`, `name@digest`, id, or unique id prefix.
     pub fn find(&self, reference: &str) -> Result<Image, ImageError> {
         let idx = self.read_index()?;

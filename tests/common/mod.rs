@@ -192,6 +192,13 @@ impl Tb {
         );
     }
 
+    /// How many blobs the image store holds.
+    pub fn blob_count(&self) -> usize {
+        std::fs::read_dir(self.root().join("images/blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     /// Full ids of every container (any state).
     pub fn all_ids(&self) -> Vec<String> {
         self.ok(&["ps", "-a", "-q", "--no-trunc"])

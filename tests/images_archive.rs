@@ -471,3 +471,34 @@ fn zstd_layers_load_unpack_and_import() {
     );
     tb.assert_clean(&[]);
 }
+
+#[test]
+fn small_commands_refuse_bad_input_with_one_line() {
+    let tb = Tb::new();
+    tb.fails(
+        &["tag", "busybox", "Bad Name"],
+        125,
+        "invalid image reference",
+    );
+    tb.fails(&["tag", "nosuchimage", "x:1"], 125, "no such image");
+    tb.fails(&["history", "nosuchimage"], 125, "no such image");
+    tb.fails(&["port", "nosuchcontainer"], 125, "no such container");
+    tb.fails(&["pull", "Bad Name"], 125, "invalid image reference");
+    tb.fails(&["push", "nosuchimage:1"], 125, "no such image");
+    tb.fails(&["login", "127.0.0.1:5999"], 125, "-u USERNAME");
+    tb.fails(
+        &["login", "-u", "a", "127.0.0.1:5999"],
+        125,
+        "--password-stdin",
+    );
+    let out = tb.ok(&["logout", "127.0.0.1:5999"]);
+    assert!(out.contains("Not logged in"), "{out}");
+    tb.fails(&["load", "-i", "/nonexistent.tar"], 125, "cannot read");
+    tb.fails(&["image", "prune", "--bogus"], 125, "unexpected argument");
+    assert_eq!(
+        tb.ok(&["images", "-q"]).lines().count(),
+        1,
+        "only busybox, made by the first tag attempt"
+    );
+    tb.assert_clean(&[]);
+}

@@ -3,42 +3,8 @@
 //! save` writes, with the same image id and the same history.
 
 mod common;
+use common::foreign::*;
 use common::*;
-use std::process::Command;
-
-/// podman with its own storage in the test's directory.
-fn podman(tb: &Tb, args: &[&str]) -> std::process::Output {
-    let d = tb.dir.path().join("podman");
-    let o = Command::new("podman")
-        .arg("--root")
-        .arg(d.join("store"))
-        .arg("--runroot")
-        .arg(d.join("run"))
-        .args([
-            "--storage-driver",
-            "vfs",
-            "--cgroup-manager",
-            "cgroupfs",
-            "--events-backend",
-            "file",
-        ])
-        .args(args)
-        .env("XDG_DATA_HOME", d.join("data"))
-        .env("XDG_CONFIG_HOME", d.join("config"))
-        .output()
-        .expect("podman is needed (apt-get install podman; scripts/setup.sh does)");
-    o
-}
-
-fn pok(tb: &Tb, args: &[&str]) -> String {
-    let o = podman(tb, args);
-    assert!(
-        o.status.success(),
-        "podman {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    stdout(&o)
-}
 
 /// CREATED BY of each history entry, as podman prints it.
 fn podman_history(tb: &Tb, image: &str) -> Vec<String> {

@@ -5,6 +5,7 @@
 //! missing piece fails the test with a message saying which.
 
 mod common;
+use common::foreign::*;
 use common::*;
 
 /// One lab boot at a time: each emulated machine takes a whole core.
@@ -14,13 +15,25 @@ fn lab_lock() -> twinbox::util::fs::Lock {
 
 /// Run a shell script in the lab; returns (stdout, stderr, exit code).
 fn lab(script: &str) -> (String, String, i32) {
+    lab_with(script, &[], 2048)
+}
+
+/// Run a script in a lab with these host files as read-only disks (/dev/vda, …) and
+/// this much memory (MiB).
+fn lab_with(script: &str, disks: &[&std::path::Path], mem: u64) -> (String, String, i32) {
     require_root();
     let _l = lab_lock();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scenario.sh");
     std::fs::write(&path, format!("set -u\n{script}")).unwrap();
     let o = std::process::Command::new(bin())
-        .args(["lab", "--timeout", "600", "--script"])
+        .args(["lab", "--timeout", "600", "--mem", &mem.to_string()])
+        .args(
+            disks
+                .iter()
+                .flat_map(|d| [std::ffi::OsStr::new("--disk"), d.as_os_str()]),
+        )
+        .arg("--script")
         .arg(&path)
         .output()
         .expect("spawn twinbox lab");
@@ -359,4 +372,81 @@ echo "loaded=$(twinbox run --rm --network none --isolation vm vmmade:1)"
         "the deletion inside the VM was committed"
     );
     assert_eq!(field(&out, "loaded"), "from-vm", "{out}");
+}
+
+#[test]
+fn foreign_images_run_in_microvms() {
+    // The images of the other scenarios, now under --isolation vm: the debootstrapped
+    // Debian (imported and saved on the host) and busybox as podman saved it, in both
+    // formats. They reach the lab as read-only disks and are loaded from the devices.
+    let tb = Tb::new();
+    let dir = tb.dir.path();
+    tb.ok(&[
+        "import",
+        "-c",
+        "CMD [\"bash\"]",
+        debian_tarball().to_str().unwrap(),
+        "debian:bookworm",
+    ]);
+    let id = |tb: &Tb, image: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&tb.ok(&["image", "inspect", image])).unwrap();
+        v[0]["Id"].as_str().unwrap().to_string()
+    };
+    let debian_id = id(&tb, "debian:bookworm");
+    let busybox_id = id(&tb, "busybox");
+    let debian = dir.join("debian.tar");
+    tb.ok(&["save", "-o", debian.to_str().unwrap(), "debian:bookworm"]);
+    let twinbox_bb = dir.join("bb.tar");
+    tb.ok(&["save", "-o", twinbox_bb.to_str().unwrap(), "busybox"]);
+    pok(&tb, &["load", "-i", twinbox_bb.to_str().unwrap()]);
+    let mut disks = vec![debian.clone()];
+    for (fmt, name) in [("docker-archive", "pd"), ("oci-archive", "po")] {
+        pok(&tb, &["tag", &busybox_id, &format!("example.org/{name}:1")]);
+        let f = dir.join(format!("{name}.tar"));
+        pok(
+            &tb,
+            &[
+                "save",
+                "--format",
+                fmt,
+                "-o",
+                f.to_str().unwrap(),
+                &format!("example.org/{name}:1"),
+            ],
+        );
+        disks.push(f);
+    }
+    let disk_refs: Vec<&std::path::Path> = disks.iter().map(|d| d.as_path()).collect();
+    let (out, err, code) = lab_with(
+        r#"
+id() { twinbox image inspect "$1" | sed -n 's/^ *"Id": "\(.*\)",$/\1/p' | head -1; }
+twinbox load -i /dev/vda >/dev/null
+echo "debian_id=$(id debian:bookworm)"
+twinbox run --rm --network none --isolation vm debian:bookworm sh -c 'echo "apt=$(apt-get --version | head -1)"; echo "version=$(cat /etc/debian_version)"; useradd -m bob && echo "bob=$(id -u bob) $(ls -d /home/bob)"'
+echo "debian_process=$(twinbox run --rm --network none debian:bookworm cat /etc/debian_version)"
+twinbox load -i /dev/vdb >/dev/null
+twinbox load -i /dev/vdc >/dev/null
+echo "pd_id=$(id example.org/pd:1)"
+echo "po_id=$(id example.org/po:1)"
+echo "pd=$(twinbox run --rm --network none --isolation vm example.org/pd:1 echo from-docker-archive)"
+echo "po=$(twinbox run --rm --network none --isolation vm example.org/po:1 echo from-oci-archive)"
+"#,
+        &disk_refs,
+        3072,
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(
+        field(&out, "debian_id"),
+        debian_id,
+        "same image in the lab: {out}"
+    );
+    assert!(field(&out, "apt").starts_with("apt "), "{out}");
+    assert!(field(&out, "version").starts_with("12."), "{out}");
+    assert_eq!(field(&out, "bob"), "1000 /home/bob", "{out}");
+    assert!(field(&out, "debian_process").starts_with("12."), "{out}");
+    assert_eq!(field(&out, "pd_id"), busybox_id, "{out}");
+    assert_eq!(field(&out, "po_id"), busybox_id, "{out}");
+    assert_eq!(field(&out, "pd"), "from-docker-archive", "{out}");
+    assert_eq!(field(&out, "po"), "from-oci-archive", "{out}");
 }

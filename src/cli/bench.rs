@@ -163,6 +163,7 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
             console: false,
             cache: crate::lab::default_cache(),
             with_qemu: true,
+            disks: Vec::new(),
         })
         .map_err(|e| e.to_string())
         .and_then(|o| {

@@ -63,6 +63,7 @@ fn vm_in_lab(a: &CompareArgs) -> Result<Column, EngineError> {
         console: false,
         cache: crate::lab::default_cache(),
         with_qemu: false,
+        disks: Vec::new(),
     })
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     if out.code != 0 {

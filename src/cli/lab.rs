@@ -28,6 +28,10 @@ pub struct LabArgs {
     /// Also put qemu in the emulated machine (a peer VMM for benchmarks)
     #[arg(long)]
     with_qemu: bool,
+    /// Attach a host file read-only as a disk: /dev/vda, /dev/vdb, … in order (e.g. an
+    /// image archive for `twinbox load -i /dev/vda`)
+    #[arg(long = "disk", value_name = "FILE")]
+    disks: Vec<PathBuf>,
     /// Cache for the lab's kernel and images
     #[arg(long, env = "TWINBOX_CACHE", default_value = "/var/cache/twinbox")]
     cache: PathBuf,
@@ -63,6 +67,7 @@ pub fn lab(a: LabArgs) -> Result<i32, EngineError> {
         console: a.console,
         cache: a.cache,
         with_qemu: a.with_qemu,
+        disks: a.disks,
     })
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     use std::io::Write;

@@ -1,6 +1,6 @@
 //! What the lab's emulated machine (L1) is made of, collected from the host and Debian's
 //! packages, and cached: Debian's cloud kernel and its modules (kvm, kvm-amd, overlay,
-//! tun, bridge, veth, nftables and their dependencies), busybox, and mkfs.ext4 and nft
+//! tun, bridge, veth, nftables, virtio-blk and their dependencies), busybox, and mkfs.ext4 and nft
 //! with their libraries.
 
 use super::LabError;
@@ -26,6 +26,9 @@ const WANTED_MODULES: &[&str] = &[
     "nft_masq",
     "nft_fib_ipv4",
     "nft_ct",
+    // read-only virtio disks (`twinbox lab --disk`): q35's virtio is PCI
+    "virtio_pci",
+    "virtio_blk",
 ];
 
 pub struct L1Kernel {

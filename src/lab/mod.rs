@@ -43,6 +43,10 @@ pub struct LabRun {
     /// Put qemu (with its libraries and firmware) in the lab too, as a peer VMM for
     /// benchmarks.
     pub with_qemu: bool,
+    /// Host files attached read-only as virtio disks: /dev/vda, /dev/vdb, … in L1. How
+    /// big inputs (image archives, root filesystems) get into the lab without going
+    /// through its initramfs, i.e. its memory.
+    pub disks: Vec<PathBuf>,
 }
 
 pub enum LabCommand {
@@ -326,6 +330,10 @@ pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
             std::io::copy(&mut f, &mut out).map_err(|e| LabError::Tool(e.to_string()))?;
         }
     }
+    let mut drives = Vec::new();
+    for (i, d) in r.disks.iter().enumerate() {
+        drives.extend(disk_args(d, i)?);
+    }
     let console = work.path().join("console.log");
     let stdout = work.path().join("stdout");
     let stderr = work.path().join("stderr");
@@ -344,6 +352,7 @@ pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
         .arg("-initrd")
         .arg(&initrd)
         .args(["-append", "console=ttyS0 panic=-1 quiet"])
+        .args(&drives)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -393,6 +402,29 @@ pub fn run(r: &LabRun) -> Result<LabOutput, LabError> {
     }
 }
 
+/// qemu arguments for one read-only disk. Its name in L1 is vd + a letter.
+fn disk_args(path: &Path, index: usize) -> Result<Vec<String>, LabError> {
+    if index >= 26 {
+        return Err(LabError::Tool("at most 26 disks".into()));
+    }
+    let meta = std::fs::metadata(path)
+        .map_err(|e| LabError::Tool(format!("disk {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(LabError::Tool(format!(
+            "disk {}: not a regular file",
+            path.display()
+        )));
+    }
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| LabError::Tool(format!("disk {}: {e}", path.display())))?;
+    // qemu's option parser splits on commas (",," escapes one).
+    let file = abs.display().to_string().replace(',', ",,");
+    Ok(vec![
+        "-drive".into(),
+        format!("file={file},format=raw,if=virtio,readonly=on,media=disk,index={index}"),
+    ])
+}
+
 fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_string_lossy()
@@ -404,6 +436,26 @@ fn which(name: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disks_are_read_only_raw_virtio_drives() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("a,b.tar");
+        std::fs::write(&f, [0u8; 1024]).unwrap();
+        let a = disk_args(&f, 1).unwrap();
+        assert_eq!(a[0], "-drive");
+        assert!(
+            a[1].contains("a,,b.tar,format=raw,if=virtio,readonly=on"),
+            "{}",
+            a[1]
+        );
+        assert!(a[1].ends_with("index=1"));
+        assert!(disk_args(d.path(), 0)
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
+        assert!(disk_args(&d.path().join("nope"), 0).is_err());
+    }
 
     #[test]
     fn quoting_survives_spaces_and_quotes() {

@@ -502,3 +502,54 @@ fn small_commands_refuse_bad_input_with_one_line() {
     );
     tb.assert_clean(&[]);
 }
+
+#[test]
+fn a_damaged_stored_blob_never_makes_an_archive() {
+    // save streams blobs from the store and checks each against its digest on the
+    // way: a flipped byte fails the save, and no archive is left at the path.
+    let tb = Tb::new();
+    let v: serde_json::Value =
+        serde_json::from_str(&tb.ok(&["image", "inspect", "busybox"])).unwrap();
+    let layer = v[0]["RootFS"]["Layers"][0].as_str().map(String::from);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(tb.root().join(format!(
+            "images/blobs/sha256/{}",
+            v[0]["Manifest"].as_str().unwrap().trim_start_matches("sha256:")
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let blob = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(layer.is_some());
+    let path = tb
+        .root()
+        .join("images/blobs/sha256")
+        .join(blob.trim_start_matches("sha256:"));
+    let mut data = std::fs::read(&path).unwrap();
+    let mid = data.len() / 2;
+    data[mid] ^= 0xff;
+    std::fs::write(&path, &data).unwrap();
+    for fmt in ["docker-archive", "oci-archive"] {
+        let out = tb.dir.path().join(format!("{fmt}.tar"));
+        let o = tb.out(&[
+            "save",
+            "--format",
+            fmt,
+            "-o",
+            out.to_str().unwrap(),
+            "busybox",
+        ]);
+        assert_ne!(o.status.code(), Some(0), "{fmt}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("corrupt") || err.contains("hashes to"),
+            "{fmt}: {err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{fmt}: one line: {err}");
+        assert!(!out.exists(), "{fmt}: no archive left");
+    }
+    tb.assert_clean(&[]);
+}

@@ -2,7 +2,8 @@
 //! tarball as a one-layer image).
 
 use super::{io_err, Engine, EngineError};
-use crate::image::{sha256_digest, Reference};
+use crate::image::blob::Hashing;
+use crate::image::Reference;
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, MediaType, Os,
     RootFsBuilder,
@@ -168,41 +169,47 @@ impl Engine {
         for c in changes {
             apply_change(&mut cfg, c).map_err(EngineError::Invalid)?;
         }
-        let mut data = Vec::new();
-        input
-            .read_to_end(&mut data)
-            .map_err(io_err(format!("cannot read {source}")))?;
-        // gzip is kept as it came; plain and zstd tarballs are stored gzip'ed.
-        let (tar, gz) = if data.starts_with(&[0x1f, 0x8b]) {
-            let mut t = Vec::new();
-            flate2::read::GzDecoder::new(&data[..])
-                .read_to_end(&mut t)
-                .map_err(|e| EngineError::Invalid(format!("{source}: not valid gzip: {e}")))?;
-            (t, data)
+        // gzip is kept as it came; plain and zstd tarballs are stored gzip'ed. Both
+        // stream into a temp blob of the store.
+        let mut input = std::io::BufReader::with_capacity(1 << 20, input);
+        let gzip = std::io::BufRead::fill_buf(&mut input)
+            .map_err(io_err(format!("cannot read {source}")))?
+            .starts_with(&[0x1f, 0x8b]);
+        let blob = if gzip {
+            self.images.temp_blob(&mut input, source)?
         } else {
-            let mut t = Vec::new();
-            crate::image::decompressed(&data[..])
-                .and_then(|mut r| r.read_to_end(&mut t))
+            let mut plain = crate::image::decompressed(input)
                 .map_err(|e| EngineError::Invalid(format!("{source}: {e}")))?;
-            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            g.write_all(&t).map_err(io_err("compressing the layer"))?;
-            (t, g.finish().map_err(io_err("compressing the layer"))?)
+            let mut gz = flate2::write::GzEncoder::new(
+                self.images.blob_writer()?,
+                flate2::Compression::new(6),
+            );
+            std::io::copy(&mut plain, &mut gz)
+                .map_err(|e| EngineError::Invalid(format!("{source}: {e}")))?;
+            gz.finish()
+                .map_err(io_err("compressing the layer"))?
+                .finish()?
         };
-        // Refuse what is not a tar archive before anything is stored.
-        {
-            let mut a = tar::Archive::new(&tar[..]);
-            let n = a
-                .entries()
-                .map_err(|e| EngineError::Invalid(format!("{source}: not a tar archive: {e}")))?
-                .map(|e| e.map(|_| ()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| EngineError::Invalid(format!("{source}: not a tar archive: {e}")))?
-                .len();
+        // One pass over what will be stored: it must be a tar archive with entries, and
+        // its uncompressed digest is the layer's diff id.
+        let diff_id = {
+            let not_tar = |e: std::io::Error| {
+                EngineError::Invalid(format!("{source}: not a tar archive: {e}"))
+            };
+            let f = blob.open()?;
+            let mut r = Hashing::new(flate2::read::GzDecoder::new(std::io::BufReader::new(f)));
+            let mut a = tar::Archive::new(&mut r);
+            let mut n = 0;
+            for e in a.entries().map_err(not_tar)? {
+                e.map_err(not_tar)?;
+                n += 1;
+            }
             if n == 0 {
                 return Err(EngineError::Invalid(format!("{source}: an empty archive")));
             }
-        }
-        let diff_id = sha256_digest(&tar);
+            std::io::copy(&mut r, &mut std::io::sink()).map_err(not_tar)?;
+            r.finish().1
+        };
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let bad = |e: oci_spec::OciSpecError| EngineError::Invalid(e.to_string());
         let config = ImageConfigurationBuilder::default()
@@ -226,11 +233,13 @@ impl Engine {
             .build()
             .map_err(bad)?;
         let _l = self.images.lock()?;
-        let layer = self.images.put_blob(&gz)?;
+        blob.persist(&self.images)?;
         let desc = Descriptor::new(
             MediaType::ImageLayerGzip,
-            gz.len() as u64,
-            layer.parse::<oci_spec::image::Digest>().map_err(bad)?,
+            blob.size,
+            blob.digest
+                .parse::<oci_spec::image::Digest>()
+                .map_err(bad)?,
         );
         let manifest = self.images.put_image(&config, vec![desc])?;
         self.images.tag_manifest(&manifest, tag.as_deref())?;
@@ -244,7 +253,8 @@ impl Engine {
         &self,
         rec: &crate::state::ContainerRecord,
         pause: bool,
-    ) -> Result<Vec<u8>, EngineError> {
+        out: &mut dyn Write,
+    ) -> Result<(), EngineError> {
         match &rec.vm {
             None => {
                 let upper = self.paths.container_dir(&rec.id).join("upper");
@@ -252,13 +262,11 @@ impl Engine {
                 if running && pause {
                     self.pause(&rec.id)?;
                 }
-                let mut out = Vec::new();
-                let r = crate::image::diff::pack_upper(&upper, &mut out);
+                let r = crate::image::diff::pack_upper(&upper, out);
                 if running && pause {
                     self.unpause(&rec.id)?;
                 }
-                r.map_err(io_err(format!("cannot read the changes of {}", rec.name)))?;
-                Ok(out)
+                r.map_err(io_err(format!("cannot read the changes of {}", rec.name)))
             }
             Some(v) => {
                 if rec.is_active() {
@@ -282,9 +290,18 @@ impl Engine {
                     q(&me),
                     up = q(&work.path().join("upper")),
                 );
-                let o = Command::new("unshare")
+                let mut child = Command::new("unshare")
                     .args(["-m", "--propagation", "private", "sh", "-c", &script])
-                    .output()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(io_err("unshare (util-linux)"))?;
+                let mut tar = child.stdout.take().expect("piped");
+                let copied = std::io::copy(&mut tar, out);
+                drop(tar);
+                let o = child
+                    .wait_with_output()
                     .map_err(io_err("unshare (util-linux)"))?;
                 if !o.status.success() {
                     return Err(EngineError::Invalid(format!(
@@ -293,13 +310,15 @@ impl Engine {
                         String::from_utf8_lossy(&o.stderr).trim()
                     )));
                 }
-                if o.stdout.is_empty() {
+                let copied =
+                    copied.map_err(io_err(format!("cannot read the changes of {}", rec.name)))?;
+                if copied == 0 {
                     // Nothing was ever written: an empty layer.
-                    let mut b = tar::Builder::new(Vec::new());
-                    b.finish().map_err(io_err("empty layer"))?;
-                    return b.into_inner().map_err(io_err("empty layer"));
+                    tar::Builder::new(out)
+                        .finish()
+                        .map_err(io_err("empty layer"))?;
                 }
-                Ok(o.stdout)
+                Ok(())
             }
         }
     }
@@ -333,11 +352,16 @@ impl Engine {
         for c in changes {
             apply_change(&mut cfg, c).map_err(EngineError::Invalid)?;
         }
-        let tar = self.container_diff(&rec, pause)?;
-        let diff_id = sha256_digest(&tar);
-        let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-        g.write_all(&tar).map_err(io_err("compressing the layer"))?;
-        let gz = g.finish().map_err(io_err("compressing the layer"))?;
+        // The changes as a tar, gzip'ed into a temp blob; the diff id hashes the tar.
+        let mut gz =
+            flate2::write::GzEncoder::new(self.images.blob_writer()?, flate2::Compression::new(6));
+        let mut tar = Hashing::new(&mut gz);
+        self.container_diff(&rec, pause, &mut tar)?;
+        let (_, diff_id, _) = tar.finish();
+        let blob = gz
+            .finish()
+            .map_err(io_err("compressing the layer"))?
+            .finish()?;
         let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let bad = |e: oci_spec::OciSpecError| EngineError::Invalid(e.to_string());
         let mut config = base.config.clone();
@@ -369,12 +393,14 @@ impl Engine {
         history.push(h.build().map_err(bad)?);
         config.set_history(Some(history));
         let _l = self.images.lock()?;
-        let layer = self.images.put_blob(&gz)?;
+        blob.persist(&self.images)?;
         let mut layers = base.manifest.layers().clone();
         layers.push(Descriptor::new(
             MediaType::ImageLayerGzip,
-            gz.len() as u64,
-            layer.parse::<oci_spec::image::Digest>().map_err(bad)?,
+            blob.size,
+            blob.digest
+                .parse::<oci_spec::image::Digest>()
+                .map_err(bad)?,
         ));
         let manifest = self.images.put_image(&config, layers)?;
         self.images.tag_manifest(&manifest, tag.as_deref())?;

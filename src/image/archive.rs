@@ -7,14 +7,21 @@
 //!   blobs as they are, so manifest digests survive the trip.
 //!
 //! Loading verifies every digest (and size, where the archive states one) before
-//! anything is tagged; blobs a failed load wrote are removed again.
+//! anything is tagged; blobs a failed load wrote are removed again. Both ways stream:
+//! archive entries go to temp files in the store while they are hashed, and blobs are
+//! read from disk into the archive, so no layer is held in memory.
 
-use super::store::{sha256_digest, Image, ImageError, Store};
+use super::blob::{digest_of, Hashing, TempBlob};
+use super::store::{decompressed, Image, ImageError, Store};
 use super::Reference;
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+
+/// The most a JSON document in an archive (manifest, config, index) may weigh.
+const DOC_LIMIT: u64 = 16 << 20;
 
 /// Archive formats `save` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,19 +68,66 @@ fn is_zstd(b: &[u8]) -> bool {
     b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
-/// The uncompressed tar of a (gzip, zstd or plain) layer.
-fn decompress(b: &[u8]) -> Result<Vec<u8>, ImageError> {
-    let mut out = Vec::new();
-    super::store::decompressed(b)
-        .and_then(|mut r| r.read_to_end(&mut out))
-        .map_err(|e| bad(format!("a layer cannot be decompressed: {e}")))?;
-    Ok(out)
+/// A layer's media type, told by its first bytes.
+fn layer_media_type(mut f: impl Read) -> io::Result<MediaType> {
+    let mut head = [0u8; 4];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    let head = &head[..n];
+    Ok(if is_gzip(head) {
+        MediaType::ImageLayerGzip
+    } else if is_zstd(head) {
+        MediaType::ImageLayerZstd
+    } else {
+        MediaType::ImageLayer
+    })
 }
 
-/// The layer as an uncompressed tar (what its diff id hashes).
-fn uncompressed(store: &Store, desc: &Descriptor) -> Result<Vec<u8>, ImageError> {
-    let _ = desc.media_type();
-    decompress(&store.read_blob(desc.digest().as_ref())?)
+/// Reads a stored blob and fails at its end if the content does not hash to its
+/// digest: a damaged blob never makes a complete archive.
+struct Verified<R> {
+    inner: Hashing<R>,
+    digest: String,
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let actual = self.inner.digest();
+            if actual != self.digest {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "blob {} is corrupt: its content hashes to {actual}",
+                        self.digest
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+fn verified(
+    store: &Store,
+    digest: &str,
+) -> Result<(u64, Verified<io::BufReader<std::fs::File>>), ImageError> {
+    let f = store.open_blob(digest)?;
+    let p = store.blob_path(digest);
+    let size = f.metadata().map_err(super::store::io_err(&p))?.len();
+    Ok((
+        size,
+        Verified {
+            inner: Hashing::new(io::BufReader::with_capacity(1 << 20, f)),
+            digest: digest.to_string(),
+        },
+    ))
 }
 
 struct TarOut<W: Write> {
@@ -90,6 +144,24 @@ impl<W: Write> TarOut<W> {
         self.b
             .append_data(&mut h, name, data)
             .map_err(|e| bad(format!("writing the archive: {e}")))
+    }
+
+    /// A file of `size` bytes streamed from `data`.
+    fn file_from(&mut self, name: &str, size: u64, data: impl Read) -> Result<(), ImageError> {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        self.b
+            .append_data(&mut h, name, data)
+            .map_err(|e| bad(format!("writing the archive: {e}")))
+    }
+
+    /// A stored blob, verified on the way.
+    fn blob(&mut self, name: &str, store: &Store, digest: &str) -> Result<(), ImageError> {
+        let (size, r) = verified(store, digest)?;
+        self.file_from(name, size, r)
     }
 
     fn dir(&mut self, name: &str) -> Result<(), ImageError> {
@@ -141,10 +213,24 @@ fn save_docker<W: Write>(
             let dir = hex(diff_id).to_string();
             let name = format!("{dir}/layer.tar");
             if written.insert(name.clone()) {
-                let data = uncompressed(store, desc)?;
                 t.dir(&dir)?;
                 t.file(&format!("{dir}/VERSION"), b"1.0")?;
-                t.file(&name, &data)?;
+                let digest = desc.digest().to_string();
+                if layer_media_type(store.open_blob(&digest)?)
+                    .map_err(super::store::io_err(&store.blob_path(&digest)))?
+                    == MediaType::ImageLayer
+                {
+                    t.blob(&name, store, &digest)?;
+                } else {
+                    // Docker's layer.tar is uncompressed and a tar header needs its
+                    // size first: decompress to a temp file (checked against the diff id).
+                    let (_, r) = verified(store, &digest)?;
+                    let mut plain = decompressed(r)
+                        .map_err(|e| bad(format!("layer {digest} cannot be decompressed: {e}")))?;
+                    let tmp = store.temp_blob(&mut plain, &format!("layer {digest}"))?;
+                    tmp.expect(diff_id, None)?;
+                    t.file_from(&name, tmp.size, io::BufReader::new(tmp.open()?))?;
+                }
             }
             layers.push(name);
         }
@@ -183,10 +269,7 @@ fn save_oci<W: Write>(
     let mut written = std::collections::HashSet::new();
     let mut put = |t: &mut TarOut<W>, digest: &str| -> Result<(), ImageError> {
         if written.insert(digest.to_string()) {
-            t.file(
-                &format!("blobs/sha256/{}", hex(digest)),
-                &store.read_blob(digest)?,
-            )?;
+            t.blob(&format!("blobs/sha256/{}", hex(digest)), store, digest)?;
         }
         Ok(())
     };
@@ -197,7 +280,7 @@ fn save_oci<W: Write>(
         for l in img.manifest.layers() {
             put(t, l.digest().as_ref())?;
         }
-        let size = store.read_blob(&img.manifest_digest)?.len();
+        let size = store.verify_blob(&img.manifest_digest)?;
         let names: Vec<Option<&String>> = if tags.is_empty() {
             vec![None]
         } else {
@@ -236,11 +319,14 @@ fn save_oci<W: Write>(
     )
 }
 
-/// Every regular file of a tar archive, by normalized path. Links, devices and paths
-/// that climb out are refused: an image archive has no business holding them.
-fn read_entries<R: Read>(input: R) -> Result<HashMap<String, Vec<u8>>, ImageError> {
+/// Every regular file of a tar archive, by normalized path, streamed into temp blobs
+/// of the store. Links, devices and paths that climb out are refused: an image
+/// archive has no business holding them.
+type Entries = HashMap<String, Rc<TempBlob>>;
+
+fn read_entries<R: Read>(store: &Store, input: R) -> Result<Entries, ImageError> {
     let mut a = tar::Archive::new(input);
-    let mut files = HashMap::new();
+    let mut files: Entries = HashMap::new();
     for e in a
         .entries()
         .map_err(|e| bad(format!("not a tar archive: {e}")))?
@@ -265,10 +351,15 @@ fn read_entries<R: Read>(input: R) -> Result<HashMap<String, Vec<u8>>, ImageErro
         }
         match e.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut data = Vec::new();
-                e.read_to_end(&mut data)
-                    .map_err(|e| bad(format!("reading the archive: {e}")))?;
-                files.insert(parts.join("/"), data);
+                let t = store
+                    .temp_blob(&mut e, "the archive")
+                    .map_err(|err| match err {
+                        ImageError::Read { source, .. } => {
+                            bad(format!("reading the archive: {source}"))
+                        }
+                        other => other,
+                    })?;
+                files.insert(parts.join("/"), Rc::new(t));
             }
             tar::EntryType::Directory => {}
             // Docker's older archives link repeated layers; resolve within the archive.
@@ -304,6 +395,14 @@ fn read_entries<R: Read>(input: R) -> Result<HashMap<String, Vec<u8>>, ImageErro
     Ok(files)
 }
 
+/// A JSON document of the archive, whole.
+fn doc(t: &TempBlob, name: &str) -> Result<Vec<u8>, ImageError> {
+    t.read_all(DOC_LIMIT).map_err(|e| match e {
+        ImageError::BadArchive(m) => bad(format!("{name}: {m}")),
+        other => other,
+    })
+}
+
 fn normalize(p: &str) -> Option<String> {
     let mut out: Vec<&str> = Vec::new();
     for c in p.split('/') {
@@ -326,8 +425,15 @@ struct NewBlobs<'a> {
 }
 
 impl NewBlobs<'_> {
-    fn put(&mut self, data: &[u8]) -> Result<String, ImageError> {
-        let d = sha256_digest(data);
+    fn put(&mut self, t: &TempBlob) -> Result<String, ImageError> {
+        if t.persist(self.store)? {
+            self.digests.push(t.digest.clone());
+        }
+        Ok(t.digest.clone())
+    }
+
+    fn put_bytes(&mut self, data: &[u8]) -> Result<String, ImageError> {
+        let d = super::store::sha256_digest(data);
         if !self.store.blob_path(&d).exists() {
             self.digests.push(d.clone());
         }
@@ -360,9 +466,9 @@ pub fn load<R: Read>(store: &Store, input: R) -> Result<Loaded, ImageError> {
             .to_vec()
     };
     let files = if is_gzip(&head) {
-        read_entries(flate2::read::GzDecoder::new(input))?
+        read_entries(store, flate2::read::GzDecoder::new(input))?
     } else {
-        read_entries(input)?
+        read_entries(store, input)?
     };
     let mut blobs = NewBlobs {
         store,
@@ -382,20 +488,19 @@ pub fn load<R: Read>(store: &Store, input: R) -> Result<Loaded, ImageError> {
     Ok(out)
 }
 
-fn load_docker(
-    files: &HashMap<String, Vec<u8>>,
-    blobs: &mut NewBlobs<'_>,
-) -> Result<Loaded, ImageError> {
+fn load_docker(files: &Entries, blobs: &mut NewBlobs<'_>) -> Result<Loaded, ImageError> {
     let get = |n: &str| {
         files
             .get(n.trim_start_matches("./"))
             .ok_or_else(|| bad(format!("the archive lists {n} but does not contain it")))
     };
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(get("manifest.json")?)
-        .map_err(|e| bad(format!("manifest.json: {e}")))?;
+    let entries: Vec<DockerManifestEntry> =
+        serde_json::from_slice(&doc(get("manifest.json")?, "manifest.json")?)
+            .map_err(|e| bad(format!("manifest.json: {e}")))?;
     let mut out = Vec::new();
     for m in entries {
-        let config_bytes = get(&m.config)?;
+        let config_blob = get(&m.config)?;
+        let config_bytes = doc(config_blob, &m.config)?;
         let config = ImageConfiguration::from_reader(&config_bytes[..])
             .map_err(|e| bad(format!("{}: {e}", m.config)))?;
         let want = config.rootfs().diff_ids().clone();
@@ -409,45 +514,41 @@ fn load_docker(
         }
         let mut descs = Vec::new();
         for (layer, diff_id) in m.layers.iter().zip(&want) {
-            let data = get(layer)?;
-            let tar = decompress(data)?;
-            let actual = sha256_digest(&tar);
+            let t = get(layer)?;
+            let media = layer_media_type(t.open()?).map_err(|e| bad(format!("{layer}: {e}")))?;
+            let (actual, _) = decompressed(t.open()?)
+                .and_then(|mut r| digest_of(&mut r))
+                .map_err(|e| bad(format!("{layer} cannot be decompressed: {e}")))?;
             if &actual != diff_id {
                 return Err(ImageError::DigestMismatch {
                     digest: diff_id.clone(),
                     actual,
                 });
             }
-            let digest = blobs.put(data)?;
+            let digest = blobs.put(t)?;
             descs.push(Descriptor::new(
-                if is_gzip(data) {
-                    MediaType::ImageLayerGzip
-                } else if is_zstd(data) {
-                    MediaType::ImageLayerZstd
-                } else {
-                    MediaType::ImageLayer
-                },
-                data.len() as u64,
+                media,
+                t.size,
                 digest
                     .parse::<oci_spec::image::Digest>()
                     .map_err(|e| bad(e.to_string()))?,
             ));
         }
         // The config exactly as it came: its digest is the image id.
-        let cd = blobs.put(config_bytes)?;
+        let cd = blobs.put(config_blob)?;
         let manifest = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
             .config(Descriptor::new(
                 MediaType::ImageConfig,
-                config_bytes.len() as u64,
+                config_blob.size,
                 cd.parse::<oci_spec::image::Digest>()
                     .map_err(|e| bad(e.to_string()))?,
             ))
             .layers(descs)
             .build()
             .map_err(|e| bad(e.to_string()))?;
-        let md = blobs.put(
+        let md = blobs.put_bytes(
             manifest
                 .to_string()
                 .map_err(|e| bad(e.to_string()))?
@@ -458,38 +559,24 @@ fn load_docker(
     Ok(out)
 }
 
-fn blob<'a>(
-    files: &'a HashMap<String, Vec<u8>>,
-    d: &Descriptor,
-) -> Result<&'a Vec<u8>, ImageError> {
+/// The layout's blob for `d`, checked against it.
+fn blob<'a>(files: &'a Entries, d: &Descriptor) -> Result<&'a TempBlob, ImageError> {
     let digest = d.digest().to_string();
-    let data = files
+    let t = files
         .get(&format!("blobs/sha256/{}", hex(&digest)))
         .ok_or_else(|| bad(format!("blob {digest} is missing from the layout")))?;
-    let actual = sha256_digest(data);
-    if actual != digest {
-        return Err(ImageError::DigestMismatch { digest, actual });
-    }
-    if data.len() as u64 != d.size() {
-        return Err(bad(format!(
-            "blob {digest} is {} bytes, its descriptor says {}",
-            data.len(),
-            d.size()
-        )));
-    }
-    Ok(data)
+    t.expect(&digest, Some(d.size()))?;
+    Ok(t)
 }
 
-fn load_oci(
-    files: &HashMap<String, Vec<u8>>,
-    blobs: &mut NewBlobs<'_>,
-) -> Result<Loaded, ImageError> {
-    let index = ImageIndex::from_reader(&files["index.json"][..])
+fn load_oci(files: &Entries, blobs: &mut NewBlobs<'_>) -> Result<Loaded, ImageError> {
+    let index = ImageIndex::from_reader(&doc(&files["index.json"], "index.json")?[..])
         .map_err(|e| bad(format!("index.json: {e}")))?;
     let mut out = Vec::new();
     let mut todo: Vec<Descriptor> = index.manifests().clone();
     while let Some(d) = todo.pop() {
-        let data = blob(files, &d)?;
+        let t = blob(files, &d)?;
+        let data = doc(t, d.digest().as_ref())?;
         if *d.media_type() == MediaType::ImageIndex {
             let nested = ImageIndex::from_reader(&data[..]).map_err(|e| bad(e.to_string()))?;
             // A multi-arch index: linux/amd64 only.
@@ -509,7 +596,8 @@ fn load_oci(
         let manifest = ImageManifest::from_reader(&data[..])
             .map_err(|e| bad(format!("manifest {}: {e}", d.digest())))?;
         let config = blob(files, manifest.config())?;
-        let cfg = ImageConfiguration::from_reader(&config[..]).map_err(|e| bad(e.to_string()))?;
+        let cfg = ImageConfiguration::from_reader(&doc(config, "a config")?[..])
+            .map_err(|e| bad(e.to_string()))?;
         if cfg.rootfs().diff_ids().len() != manifest.layers().len() {
             return Err(bad(format!(
                 "manifest {} and its config disagree on the layers",
@@ -520,7 +608,7 @@ fn load_oci(
             blobs.put(blob(files, l)?)?;
         }
         blobs.put(config)?;
-        let md = blobs.put(data)?;
+        let md = blobs.put(t)?;
         let ann = d.annotations().clone().unwrap_or_default();
         let name = ann
             .get("io.containerd.image.name")
@@ -558,7 +646,9 @@ mod tests {
         h.set_cksum();
         b.append(&h, &b"x"[..]).unwrap();
         let data = b.into_inner().unwrap();
-        let e = read_entries(&data[..]).err().unwrap().to_string();
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        let e = read_entries(&store, &data[..]).err().unwrap().to_string();
         assert!(e.contains("climbs out"), "{e}");
     }
 

@@ -2,6 +2,7 @@
 //! index, and layers unpacked once and shared read-only between containers.
 
 pub mod archive;
+pub mod blob;
 mod builtin;
 pub mod diff;
 pub mod ext4;

@@ -5,13 +5,21 @@
 //! Every blob is verified (digest and size) before it enters the store; blobs a failed
 //! pull wrote are removed again; blobs already present are not fetched.
 
+use super::blob::TempBlob;
 use super::store::{sha256_digest, ImageError, Store};
 use super::Reference;
 use base64::Engine as _;
 use oci_spec::image::{ImageIndex, ImageManifest};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// A request body: bytes in memory, or a file streamed (a layer on push).
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
+}
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
@@ -233,7 +241,7 @@ impl Client {
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
-        body: Option<&[u8]>,
+        body: Option<Body<'_>>,
         push: bool,
     ) -> Result<ureq::Response, ImageError> {
         let url = if path.starts_with("http://") || path.starts_with("https://") {
@@ -252,7 +260,18 @@ impl Client {
                 req = req.set("Authorization", a);
             }
             let r = match body {
-                Some(b) => req.send_bytes(b),
+                Some(Body::Bytes(b)) => req.send_bytes(b),
+                Some(Body::File(p)) => {
+                    // Opened for each attempt: a retry after a 401 sends it again.
+                    let f =
+                        std::fs::File::open(p).map_err(|e| err(format!("{}: {e}", p.display())))?;
+                    let len = f
+                        .metadata()
+                        .map_err(|e| err(format!("{}: {e}", p.display())))?
+                        .len();
+                    req.set("Content-Length", &len.to_string())
+                        .send(std::io::BufReader::with_capacity(1 << 20, f))
+                }
                 None => req.call(),
             };
             match r {
@@ -320,27 +339,25 @@ impl Client {
         Ok((body, ct))
     }
 
-    fn fetch_blob(&mut self, digest: &str, size: u64) -> Result<Vec<u8>, ImageError> {
+    /// Download a blob into a temp blob of `store`, checked against its descriptor.
+    fn fetch_blob(
+        &mut self,
+        store: &Store,
+        digest: &str,
+        size: u64,
+        pb: &indicatif::ProgressBar,
+    ) -> Result<TempBlob, ImageError> {
         let resp = self.call("GET", &format!("blobs/{digest}"), &[], None, false)?;
-        let mut data = Vec::with_capacity(size as usize);
-        resp.into_reader()
-            .take(size + 1)
-            .read_to_end(&mut data)
-            .map_err(|e| err(format!("blob {digest}: {e}")))?;
-        if data.len() as u64 != size {
+        let mut body = pb.wrap_read(resp.into_reader().take(size + 1));
+        let t = store.temp_blob(&mut body, &format!("blob {digest} from {}", self.host))?;
+        if t.size != size {
             return Err(err(format!(
                 "blob {digest}: {} bytes received, the manifest says {size}",
-                data.len()
+                t.size
             )));
         }
-        let got = sha256_digest(&data);
-        if got != digest {
-            return Err(ImageError::DigestMismatch {
-                digest: digest.to_string(),
-                actual: got,
-            });
-        }
-        Ok(data)
+        t.expect(digest, Some(size))?;
+        Ok(t)
     }
 
     /// Pull `reference` (tag or digest) into the store. Returns the manifest digest.
@@ -380,12 +397,14 @@ impl Client {
             for d in blobs {
                 let digest = d.digest().to_string();
                 let short = digest.trim_start_matches("sha256:")[..12].to_string();
-                if store.read_blob(&digest).is_ok() {
+                if store.verify_blob(&digest).is_ok() {
                     if !quiet {
                         mp.println(format!("{short}: already exists")).ok();
                     }
                     continue;
                 }
+                // A damaged copy is replaced.
+                let _ = std::fs::remove_file(store.blob_path(&digest));
                 let pb = mp.add(indicatif::ProgressBar::new(d.size()));
                 pb.set_style(
                     indicatif::ProgressStyle::with_template(
@@ -394,10 +413,11 @@ impl Client {
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
                 );
                 pb.set_prefix(short.clone());
-                let data = self.fetch_blob(&digest, d.size())?;
+                let blob = self.fetch_blob(store, &digest, d.size(), &pb)?;
                 pb.finish_with_message("done");
-                written.push(digest.clone());
-                store.put_blob(&data)?;
+                if blob.persist(store)? {
+                    written.push(digest.clone());
+                }
             }
             store.put_blob(&body)
         })();
@@ -443,7 +463,7 @@ impl Client {
                     "POST",
                     &format!("blobs/uploads/?mount={digest}&from={from}"),
                     &[],
-                    Some(&[]),
+                    Some(Body::Bytes(&[])),
                     true,
                 )?;
                 if resp.status() == 201 {
@@ -457,10 +477,10 @@ impl Client {
             if mounted {
                 continue;
             }
-            let data = store.read_blob(&digest)?;
+            store.verify_blob(&digest)?;
             let resp = match upload {
                 Some(r) => r,
-                None => self.call("POST", "blobs/uploads/", &[], Some(&[]), true)?,
+                None => self.call("POST", "blobs/uploads/", &[], Some(Body::Bytes(&[])), true)?,
             };
             let loc = resp
                 .header("location")
@@ -476,7 +496,7 @@ impl Client {
                 "PUT",
                 &format!("{loc}{sep}digest={digest}"),
                 &[("Content-Type", "application/octet-stream")],
-                Some(&data),
+                Some(Body::File(&store.blob_path(&digest))),
                 true,
             )?;
             log.push(format!("{short}: pushed"));
@@ -490,7 +510,7 @@ impl Client {
             "PUT",
             &format!("manifests/{tag}"),
             &[("Content-Type", &ct)],
-            Some(&body),
+            Some(Body::Bytes(&body)),
             true,
         )?;
         Ok(manifest_digest.to_string())

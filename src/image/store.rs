@@ -41,6 +41,12 @@ pub enum ImageError {
     DigestMismatch { digest: String, actual: String },
     #[error("{0}")]
     Registry(String),
+    #[error("reading {what}")]
+    Read {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("invalid image archive: {0}")]
     BadArchive(String),
     #[error("{0}")]
@@ -88,6 +94,18 @@ pub fn decompressed<'a, R: Read + 'a>(r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(Box::new(d))
     } else {
         Ok(Box::new(br))
+    }
+}
+
+/// The pid in a temp name the store's writers make: `blob-<pid>-<random>` or
+/// `unpack-<diffid>-<pid>`.
+fn writer_pid(name: &str) -> Option<u32> {
+    if let Some(rest) = name.strip_prefix("blob-") {
+        rest.split('-').next()?.parse().ok()
+    } else if let Some(rest) = name.strip_prefix("unpack-") {
+        rest.rsplit('-').next()?.parse().ok()
+    } else {
+        None
     }
 }
 
@@ -309,6 +327,12 @@ impl Store {
         sweep(self.dir.join("blobs/sha256"), &|p| blobs.contains(&name(p)))?;
         sweep(self.dir.join("layers"), &|p| layers.contains(&name(p)))?;
         sweep(self.dir.join("rootfs"), &|p| ext4.contains(p))?;
+        // Temp blobs and unpack dirs of processes that died mid-way (kill -9, a crash):
+        // named by their writer's pid, kept while it lives.
+        sweep(self.tmp_dir(), &|p| match writer_pid(&name(p)) {
+            Some(pid) => Path::new("/proc").join(pid.to_string()).exists(),
+            None => true,
+        })?;
         Ok(freed)
     }
 
@@ -503,6 +527,30 @@ mod tests {
             s.read_blob(&dg),
             Err(ImageError::DigestMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn temp_names_carry_their_writers_pid() {
+        assert_eq!(writer_pid("blob-123-a8Xk2"), Some(123));
+        assert_eq!(writer_pid("unpack-abcdef-77"), Some(77));
+        assert_eq!(writer_pid("commitXYZ"), None);
+        assert_eq!(writer_pid("blob-x-1"), None);
+    }
+
+    #[test]
+    fn gc_sweeps_temp_blobs_of_dead_writers_only() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path()).unwrap();
+        let mine = s
+            .tmp_dir()
+            .join(format!("blob-{}-live", std::process::id()));
+        // pid_max is at most 2^22: this pid never exists.
+        let dead = s.tmp_dir().join("blob-99999999-dead");
+        fs::write(&mine, b"x").unwrap();
+        fs::write(&dead, b"x").unwrap();
+        s.gc(&Default::default()).unwrap();
+        assert!(mine.exists());
+        assert!(!dead.exists());
     }
 
     #[test]

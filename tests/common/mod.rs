@@ -210,7 +210,7 @@ impl Tb {
     }
 
     /// Assert nothing of container `ids` is left: records, runtime dirs, cgroups,
-    /// mounts, processes. Use after removals and failed commands.
+    /// mounts, processes, temp files in the image store. Use after removals and failed commands.
     pub fn assert_clean(&self, ids: &[String]) {
         let containers = self.root().join("containers");
         let left: Vec<_> = std::fs::read_dir(&containers)
@@ -229,6 +229,13 @@ impl Tb {
                 assert!(!d.exists(), "cgroup left behind: {}", d.display());
             }
         }
+        let tmp_left: Vec<_> = std::fs::read_dir(self.root().join("images/tmp"))
+            .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            tmp_left.is_empty(),
+            "temp blobs or unpack dirs left in the image store: {tmp_left:?}"
+        );
         let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let root = self.dir.path().display().to_string();
         assert!(!mounts.contains(&root), "mounts left behind under {root}");

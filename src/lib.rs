@@ -15,6 +15,7 @@ pub mod network;
 pub mod paths;
 pub mod process;
 pub mod sandbox;
+pub mod settings;
 pub mod spec;
 pub mod state;
 pub mod util;

@@ -19,6 +19,10 @@ impl Drop for Registry {
 }
 
 fn registry(tb: &Tb, port: u16, htpasswd: Option<(&str, &str)>) -> Registry {
+    registry_at(tb, "127.0.0.1", port, htpasswd)
+}
+
+fn registry_at(tb: &Tb, addr: &str, port: u16, htpasswd: Option<(&str, &str)>) -> Registry {
     let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
@@ -28,7 +32,7 @@ fn registry(tb: &Tb, port: u16, htpasswd: Option<(&str, &str)>) -> Registry {
     let dir = tb.dir.path().join(format!("registry-{port}"));
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg = format!(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}:{port}\n",
         dir.join("data").display()
     );
     if let Some((u, p)) = htpasswd {
@@ -58,14 +62,7 @@ fn registry(tb: &Tb, port: u16, htpasswd: Option<(&str, &str)>) -> Registry {
     };
     assert!(
         eventually(10, || tb
-            .host(&[
-                "timeout",
-                "2",
-                "busybox",
-                "nc",
-                "127.0.0.1",
-                &port.to_string()
-            ])
+            .host(&["timeout", "2", "busybox", "nc", addr, &port.to_string()])
             .status
             .success()),
         "the registry did not start"
@@ -191,6 +188,48 @@ fn basic_auth_login_and_logout() {
         125,
         "authentication required",
     );
+    drop(reg);
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn insecure_registries_come_from_the_settings_file() {
+    // A registry on an address that is not loopback speaks plain HTTP only: twinbox
+    // refuses it (HTTPS) until the settings name it, by HOST:PORT or by network.
+    let tb = Tb::new();
+    let o = tb.host(&["ip", "addr", "add", "10.77.0.1/32", "dev", "lo"]);
+    assert!(
+        o.status.success(),
+        "ip addr add: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let reg = registry_at(&tb, "10.77.0.1", 5002, None);
+    let name = "10.77.0.1:5002/team/bb:v1";
+    tb.ok(&["tag", "busybox", name]);
+    let o = tb.out(&["push", name]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("https://10.77.0.1:5002"), "{err}");
+    let settings = tb.dir.path().join("daemon.json");
+    std::fs::write(&settings, r#"{"insecure-registries": ["10.77.0.1:5002"]}"#).unwrap();
+    let out = tb.ok(&["push", name]);
+    assert!(out.contains(": pushed"), "{out}");
+    tb.ok(&["rmi", name]);
+    // by network
+    std::fs::write(&settings, r#"{"insecure-registries": ["10.77.0.0/16"]}"#).unwrap();
+    let out = tb.ok(&["pull", "-q", name]);
+    assert!(out.contains(name), "{out}");
+    // a registry outside the network is not covered; a typo in the file is an error
+    std::fs::write(&settings, r#"{"insecure-registries": ["10.78.0.0/16"]}"#).unwrap();
+    tb.fails(&["pull", "-q", name], 125, "https://10.77.0.1:5002");
+    std::fs::write(&settings, r#"{"insecure-registry": ["10.77.0.1:5002"]}"#).unwrap();
+    tb.fails(
+        &["pull", "-q", name],
+        125,
+        "unknown field `insecure-registry`",
+    );
+    tb.ok(&["rmi", name]);
     drop(reg);
     tb.assert_clean(&[]);
 }

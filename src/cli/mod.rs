@@ -134,7 +134,8 @@ pub enum Command {
     /// Download an image from a registry
     Pull {
         name: String,
-        /// Plain HTTP (registries on localhost always may use it)
+        /// Plain HTTP (as for localhost, and for the insecure-registries of
+        /// /etc/twinbox/daemon.json)
         #[arg(long)]
         insecure: bool,
         /// No progress output
@@ -144,7 +145,8 @@ pub enum Command {
     /// Upload an image to a registry
     Push {
         name: String,
-        /// Plain HTTP (registries on localhost always may use it)
+        /// Plain HTTP (as for localhost, and for the insecure-registries of
+        /// /etc/twinbox/daemon.json)
         #[arg(long)]
         insecure: bool,
     },
@@ -158,6 +160,8 @@ pub enum Command {
         /// Read the password from standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Plain HTTP (as for localhost, and for the insecure-registries of
+        /// /etc/twinbox/daemon.json)
         #[arg(long)]
         insecure: bool,
     },

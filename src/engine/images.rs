@@ -305,6 +305,19 @@ impl Engine {
 }
 
 impl Engine {
+    /// A client for `r`'s registry: plain HTTP when asked (`--insecure`), when the
+    /// settings' insecure-registries name it, or for localhost.
+    fn registry_client(
+        r: &crate::image::Reference,
+        insecure: bool,
+    ) -> Result<crate::image::registry::Client, EngineError> {
+        let insecure = insecure
+            || crate::settings::load()
+                .map_err(|e| EngineError::Invalid(e.to_string()))?
+                .is_insecure(&crate::image::registry::api_host(r));
+        Ok(crate::image::registry::Client::new(r, insecure))
+    }
+
     /// `pull NAME[:TAG|@DIGEST]`. Returns (manifest digest, the name it is tagged as).
     pub fn pull(
         &self,
@@ -321,7 +334,7 @@ impl Engine {
             .clone()
             .or_else(|| r.tag.clone())
             .unwrap_or_default();
-        let mut c = crate::image::registry::Client::new(&r, insecure);
+        let mut c = Self::registry_client(&r, insecure)?;
         let _l = self.images.lock()?;
         let digest = c.pull(&self.images, &what, quiet)?;
         let tag = if r.digest.is_some() { None } else { r.tagged() };
@@ -356,7 +369,7 @@ impl Engine {
                 }
             }
         }
-        let mut c = crate::image::registry::Client::new(&r, insecure);
+        let mut c = Self::registry_client(&r, insecure)?;
         let mut log = Vec::new();
         let d = c.push(&self.images, &img.manifest_digest, &tag, &from, &mut log)?;
         Ok((d, log))
@@ -372,7 +385,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let r = crate::image::Reference::parse(&format!("{server}/twinbox-login-probe"))
             .map_err(EngineError::Invalid)?;
-        let mut c = crate::image::registry::Client::new(&r, insecure).with_credentials(user, pass);
+        let mut c = Self::registry_client(&r, insecure)?.with_credentials(user, pass);
         c.ping()?;
         crate::image::registry::save_credentials(&r.registry, user, pass)?;
         Ok(())

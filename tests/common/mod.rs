@@ -126,6 +126,8 @@ impl Tb {
         c.env("TWINBOX_ROOT", self.root())
             .env("TWINBOX_RUN_ROOT", self.run_root())
             .env("DOCKER_CONFIG", self.dir.path().join("docker-config"))
+            // twinbox's settings file: the test's own, never the host's
+            .env("TWINBOX_CONFIG", self.dir.path().join("daemon.json"))
             .env_remove("TWINBOX_ISOLATION")
             .args(args)
             .stdin(Stdio::null());

@@ -553,3 +553,55 @@ fn a_damaged_stored_blob_never_makes_an_archive() {
     }
     tb.assert_clean(&[]);
 }
+
+#[test]
+fn images_select_by_repository_and_filters() {
+    let tb = Tb::new();
+    tb.ok(&["tag", "busybox", "example.org/me/bb:v1"]);
+    tb.ok(&["tag", "busybox", "example.org/me/bb:v2"]);
+    // an untagged (dangling) image: imported without a name
+    let fs = tb.dir.path().join("fs.tar");
+    let st = Command::new("tar")
+        .args(["-C", "/etc", "-cf"])
+        .arg(&fs)
+        .arg("hostname")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let dangling = tb.ok(&["import", fs.to_str().unwrap()]);
+    let names = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = tb
+            .ok(&[
+                &["images", "--format", "{{.Repository}}:{{.Tag}}"][..],
+                args,
+            ]
+            .concat())
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let all = vec![
+        "<none>:<none>".to_string(),
+        "busybox:latest".into(),
+        "example.org/me/bb:v1".into(),
+        "example.org/me/bb:v2".into(),
+    ];
+    assert_eq!(names(&[]), all);
+    assert_eq!(names(&["-a"]), all, "no intermediate images to reveal");
+    assert_eq!(names(&["example.org/me/bb"]), all[2..].to_vec());
+    assert_eq!(names(&["example.org/me/bb:v2"]), all[3..].to_vec());
+    assert_eq!(names(&["docker.io/library/busybox"]), all[1..2].to_vec());
+    assert_eq!(names(&["-f", "dangling=true"]), all[..1].to_vec());
+    assert_eq!(names(&["-f", "dangling=false"]), all[1..].to_vec());
+    assert_eq!(names(&["-f", "reference=*/me/*:v1"]), all[2..3].to_vec());
+    assert_eq!(names(&["-f", "reference=busy*"]), all[1..2].to_vec());
+    let q = tb.ok(&["images", "-q", "--no-trunc", "-f", "dangling=true"]);
+    assert_eq!(q.trim(), dangling.trim());
+    tb.fails(&["images", "-f", "label=x"], 125, "unknown filter");
+    tb.fails(&["images", "-f", "dangling=maybe"], 125, "true or false");
+    tb.fails(&["images", "Bad Name"], 125, "invalid image reference");
+    tb.ok(&["rmi", dangling.trim()]);
+    tb.assert_clean(&[]);
+}

@@ -7,6 +7,15 @@ use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct ImagesArgs {
+    /// Only images of this repository (and tag)
+    reference: Option<String>,
+    /// Show all images. Docker hides intermediate build images without it; twinbox
+    /// builds none, so every image (untagged ones too) is listed either way
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Filter: dangling=true|false, reference=PATTERN (glob over the name)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE")]
+    filter: Vec<String>,
     /// Only show image IDs
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -163,6 +172,9 @@ struct ImageRow {
 }
 
 pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
+    let filter = super::image_filter::ImageFilter::new(a.reference.as_deref(), &a.filter)
+        .map_err(EngineError::Invalid)?;
+    let _ = a.all;
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for img in engine.images.list()? {
@@ -179,6 +191,9 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
             img.tags.clone()
         };
         for t in tags {
+            if !filter.shows(Some(t.as_str()).filter(|_| !img.tags.is_empty())) {
+                continue;
+            }
             let (repo, tag) = t.rsplit_once(':').unwrap_or((&t, "<none>"));
             rows.push(ImageRow {
                 repository: repo.to_string(),

@@ -6,6 +6,7 @@ mod compare;
 mod container;
 mod format;
 mod image;
+mod image_filter;
 mod lab;
 mod network;
 mod system;

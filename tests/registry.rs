@@ -3,6 +3,7 @@
 //! directory: once open, once behind htpasswd basic auth.
 
 mod common;
+use common::foreign::*;
 use common::*;
 use std::process::{Child, Command, Stdio};
 
@@ -117,6 +118,33 @@ fn push_rmi_pull_gives_the_same_digest_and_a_corrupt_blob_is_refused() {
         ]),
         "pulled\n"
     );
+    // podman pulls the same image: the same digest, id and history as twinbox shows
+    let name = "127.0.0.1:5000/team/bb:v1";
+    pok(&tb, &["pull", "-q", "--tls-verify=false", name]);
+    let fmt = "{{.Digest}} {{.ID}}";
+    let theirs = pok(
+        &tb,
+        &["images", "--digests", "--no-trunc", "--format", fmt, name],
+    );
+    let ours = tb.ok(&["images", "--digests", "--no-trunc", "--format", fmt, name]);
+    assert_eq!(theirs.trim(), ours.trim(), "images --digests");
+    // podman's --format prints sizes human-readable whatever --human says: compare
+    // its JSON (bytes) with ours in bytes.
+    let theirs: Vec<serde_json::Value> =
+        serde_json::from_str(&pok(&tb, &["history", "--format", "json", name])).unwrap();
+    let theirs: Vec<String> = theirs
+        .iter()
+        .map(|h| format!("{} {}", h["CreatedBy"].as_str().unwrap(), h["size"]))
+        .collect();
+    let ours = tb.ok(&[
+        "history",
+        "--human=false",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}} {{.Size}}",
+        name,
+    ]);
+    assert_eq!(ours.lines().collect::<Vec<_>>(), theirs, "history");
     // by digest: no name, the same image
     tb.ok(&["rmi", "127.0.0.1:5000/team/bb:v1"]);
     tb.ok(&["pull", "-q", &format!("127.0.0.1:5000/team/bb@{digest}")]);

@@ -232,6 +232,20 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
     Ok(0)
 }
 
+/// A history row as `--format` templates and the table see it: sizes human-readable
+/// unless `--human=false`, as Docker prints them.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HistoryView {
+    #[serde(rename = "ID")]
+    id: String,
+    created_at: String,
+    created_since: String,
+    created_by: String,
+    size: String,
+    comment: String,
+}
+
 pub fn history(engine: &Engine, a: HistoryArgs) -> Result<i32, EngineError> {
     let rows = engine.image_history(&a.image)?;
     if a.quiet {
@@ -241,22 +255,37 @@ pub fn history(engine: &Engine, a: HistoryArgs) -> Result<i32, EngineError> {
         return Ok(0);
     }
     let now = chrono::Utc::now();
+    let views: Vec<HistoryView> = rows
+        .into_iter()
+        .map(|r| HistoryView {
+            created_since: format::ago(&r.created_at, now),
+            size: if a.human {
+                crate::util::size::human(r.size)
+            } else {
+                r.size.to_string()
+            },
+            id: r.id,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            comment: r.comment,
+        })
+        .collect();
     format::print_rows(
         a.format.as_deref(),
-        &rows,
+        &views,
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         |r| {
-            let since = format::ago(&r.created_at, now);
             let mut by = r.created_by.clone();
             if !a.no_trunc && by.chars().count() > 45 {
                 by = by.chars().take(44).collect::<String>() + "…";
             }
-            let size = if a.human {
-                crate::util::size::human(r.size)
-            } else {
-                r.size.to_string()
-            };
-            vec![r.id.clone(), since, by, size, r.comment.clone()]
+            vec![
+                r.id.clone(),
+                r.created_since.clone(),
+                by,
+                r.size.clone(),
+                r.comment.clone(),
+            ]
         },
     );
     Ok(0)

@@ -54,10 +54,13 @@ pub fn debian_tarball() -> PathBuf {
     tar
 }
 
-/// podman with its own storage in the test's directory.
+/// podman with its own storage in the test's directory, in the test's network
+/// namespace (where the test's registries listen).
 pub fn podman(tb: &Tb, args: &[&str]) -> std::process::Output {
     let d = tb.dir.path().join("podman");
-    let o = Command::new("podman")
+    let o = Command::new("nsenter")
+        .arg(format!("--net={}", tb.netns_path()))
+        .arg("podman")
         .arg("--root")
         .arg(d.join("store"))
         .arg("--runroot")

@@ -1,0 +1,200 @@
+//! The cargo-fuzz targets' properties on the stable toolchain, so CI checks them on
+//! every run (the fuzzers themselves need nightly; see fuzz/README.md): every seed of
+//! `fuzz/corpus/`, and a fixed set of mutants of each — bytes flipped, cut, and tar
+//! header fields rewritten with their checksums fixed, so mutants get past the
+//! checksum into the unpacker's and loader's own checks.
+//!
+//! - unpack_layer: unpacking succeeds or fails, never panics, never writes outside
+//!   the destination;
+//! - load_archive: a refused archive leaves no blob and no temp file in the store.
+
+use std::path::{Path, PathBuf};
+
+const MUTANTS_PER_SEED: usize = 400;
+
+fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    v.sort();
+    assert!(!v.is_empty(), "no seeds in {}", dir.display());
+    v
+}
+
+/// xorshift64*: the same mutants on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Offsets of blocks that look like tar headers (a "ustar" magic at 257).
+fn headers(data: &[u8]) -> Vec<usize> {
+    (0..data.len() / 512)
+        .map(|i| i * 512)
+        .filter(|&o| data.len() >= o + 512 && &data[o + 257..o + 262] == b"ustar")
+        .collect()
+}
+
+fn fix_checksum(block: &mut [u8]) {
+    block[148..156].fill(b' ');
+    let sum: u32 = block[..512].iter().map(|&b| b as u32).sum();
+    let s = format!("{sum:06o}\0 ");
+    block[148..156].copy_from_slice(s.as_bytes());
+}
+
+const NASTY_NAMES: &[&[u8]] = &[
+    b"../../escape",
+    b"/abs/path",
+    b"a/../../b",
+    b"./.wh..wh..opq",
+    b".wh.etc",
+    b"link",
+    b"dir/",
+    b"",
+];
+
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut d = seed.to_vec();
+    let hs = headers(&d);
+    for _ in 0..1 + rng.below(3) {
+        match rng.below(6) {
+            // a byte anywhere
+            0 if !d.is_empty() => {
+                let i = rng.below(d.len());
+                d[i] ^= 1 << rng.below(8);
+            }
+            // cut the tail
+            1 if !d.is_empty() => {
+                let n = rng.below(d.len());
+                d.truncate(n);
+            }
+            // a header field rewritten, checksum fixed
+            2..=5 if !hs.is_empty() => {
+                let o = hs[rng.below(hs.len())];
+                if o + 512 > d.len() {
+                    continue;
+                }
+                let b = &mut d[o..o + 512];
+                match rng.below(5) {
+                    // name
+                    0 => {
+                        let n = NASTY_NAMES[rng.below(NASTY_NAMES.len())];
+                        b[..100].fill(0);
+                        b[..n.len()].copy_from_slice(n);
+                    }
+                    // link target
+                    1 => {
+                        let n = NASTY_NAMES[rng.below(NASTY_NAMES.len())];
+                        b[157..257].fill(0);
+                        b[157..157 + n.len()].copy_from_slice(n);
+                    }
+                    // type: regular, hard link, symlink, char, block, dir, fifo, pax, gnu long
+                    2 => b[156] = b"0123456xLK"[rng.below(10)],
+                    // size
+                    3 => {
+                        let s = format!("{:011o}\0", rng.below(4096));
+                        b[124..136].copy_from_slice(s.as_bytes());
+                    }
+                    // mode
+                    _ => {
+                        let s = format!("{:07o}\0", rng.next() & 0o7777);
+                        b[100..108].copy_from_slice(s.as_bytes());
+                    }
+                }
+                fix_checksum(b);
+            }
+            _ => {}
+        }
+    }
+    d
+}
+
+fn cases(target: &str) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(0x7b1d_5eed_0000_0001);
+    let mut out = Vec::new();
+    for (name, seed) in seeds(target) {
+        for i in 0..MUTANTS_PER_SEED {
+            out.push((format!("{name} mutant {i}"), mutate(&seed, &mut rng)));
+        }
+        out.push((name, seed));
+    }
+    out
+}
+
+fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn unpack_layer_never_writes_outside_its_root() {
+    let mut unpacked = 0;
+    let all = cases("unpack_layer");
+    for (name, data) in &all {
+        let outer = tempfile::tempdir().unwrap();
+        let dest = outer.path().join("root");
+        std::fs::create_dir(&dest).unwrap();
+        if twinbox::image::unpack::unpack_layer(&data[..], &dest).is_ok() {
+            unpacked += 1;
+        }
+        assert_eq!(
+            listing(outer.path()),
+            vec![dest.clone()],
+            "{name}: an entry escaped"
+        );
+    }
+    // The mutants must reach the unpacker, not all die at the tar checksum.
+    assert!(unpacked > 0, "no case unpacked: the mutator is too blunt");
+    println!("{} cases, {unpacked} unpacked, none escaped", all.len());
+}
+
+#[test]
+fn a_refused_archive_leaves_nothing_in_the_store() {
+    let mut loaded = 0;
+    let all = cases("load_archive");
+    for (name, data) in &all {
+        let d = tempfile::tempdir().unwrap();
+        let store = twinbox::image::Store::open(d.path()).unwrap();
+        match twinbox::image::archive::load(&store, &data[..]) {
+            Ok(_) => loaded += 1,
+            Err(_) => {
+                let blobs = d.path().join("images/blobs/sha256");
+                assert!(listing(&blobs).is_empty(), "{name}: refused, blobs left");
+            }
+        }
+        assert!(
+            listing(&d.path().join("images/tmp")).is_empty(),
+            "{name}: temp files left"
+        );
+    }
+    assert!(
+        loaded > 0,
+        "no case loaded: the seeds or the mutator are broken"
+    );
+    println!("{} cases, {loaded} loaded", all.len());
+}

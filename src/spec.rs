@@ -83,6 +83,10 @@ pub struct Resources {
     pub cpus: Option<f64>,
     /// Maximum number of tasks.
     pub pids_limit: Option<i64>,
+    /// CPUs to run on, canonical list form (process: cgroup cpuset; vm: the VMM's
+    /// threads, vCPUs included, pinned to them).
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
 }
 
 /// One process to run in a sandbox: the workload itself or an `exec`.

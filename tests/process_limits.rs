@@ -98,3 +98,56 @@ fn cpus_and_memory_are_written_to_the_cgroup() {
     tb.ok(&["rm", "-f", &id]);
     tb.assert_clean(&[id]);
 }
+
+#[test]
+fn cpuset_cpus_confines_the_workload() {
+    let tb = Tb::new();
+    let last = std::fs::read_to_string("/sys/devices/system/cpu/online")
+        .unwrap()
+        .trim()
+        .rsplit(['-', ','])
+        .next()
+        .unwrap()
+        .to_string();
+    // The kernel's own view from inside: the allowed list is just that CPU.
+    let out = tb.ok(&[
+        "run",
+        "--name",
+        "pinned",
+        "--cpuset-cpus",
+        &last,
+        "busybox",
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.split_whitespace().last(), Some(last.as_str()), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", "pinned"])).unwrap();
+    assert_eq!(v[0]["HostConfig"]["CpusetCpus"], last.as_str());
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    tb.ok(&["rm", "pinned"]);
+    // Without the flag: every CPU the host has.
+    let all = tb.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "Cpus_allowed_list",
+        "/proc/self/status",
+    ]);
+    let online = std::fs::read_to_string("/sys/devices/system/cpu/online").unwrap();
+    assert_eq!(all.split_whitespace().last(), Some(online.trim()), "{all}");
+    // Bad input: one line, nothing created.
+    tb.fails(
+        &["run", "--rm", "--cpuset-cpus", "4000", "busybox", "true"],
+        125,
+        "not available",
+    );
+    tb.fails(
+        &["run", "--rm", "--cpuset-cpus", "1-0", "busybox", "true"],
+        125,
+        "invalid --cpuset-cpus",
+    );
+    assert!(tb.all_ids().is_empty());
+    tb.assert_clean(&[id]);
+}

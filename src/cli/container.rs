@@ -51,6 +51,9 @@ pub struct CreateArgs {
     /// Tune the container's pids limit (-1 for unlimited)
     #[arg(long)]
     pids_limit: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1); vm: the VMM and its vCPUs are pinned
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
     /// Network: "bridge" (default), a user-defined network, "none" (only lo) or "host"
     #[arg(long, alias = "net")]
     network: Option<String>,
@@ -100,6 +103,7 @@ impl CreateArgs {
             memory: self.memory.clone(),
             cpus: self.cpus,
             pids_limit: self.pids_limit,
+            cpuset_cpus: self.cpuset_cpus.clone(),
             network: self.network.clone(),
             network_aliases: self.network_alias.clone(),
             ip: self.ip.clone(),

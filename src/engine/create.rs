@@ -25,6 +25,7 @@ pub struct CreateOptions {
     pub memory: Option<String>,
     pub cpus: Option<f64>,
     pub pids_limit: Option<i64>,
+    pub cpuset_cpus: Option<String>,
     pub network: Option<String>,
     pub network_aliases: Vec<String>,
     pub ip: Option<String>,
@@ -130,6 +131,12 @@ impl Engine {
                 )));
             }
         }
+        let cpuset_cpus = o
+            .cpuset_cpus
+            .as_deref()
+            .map(crate::util::cpuset::validate)
+            .transpose()
+            .map_err(EngineError::Invalid)?;
         let choice = match o.network.as_deref() {
             None | Some("") | Some("default") => NetChoice::Bridge(DEFAULT_NETWORK.into()),
             Some("none") => NetChoice::None,
@@ -283,6 +290,7 @@ impl Engine {
                 memory,
                 cpus: o.cpus,
                 pids_limit: o.pids_limit,
+                cpuset_cpus,
             },
             isolation,
         };

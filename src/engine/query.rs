@@ -184,6 +184,7 @@ impl Engine {
                 "Memory": r.spec.resources.memory.unwrap_or(0),
                 "NanoCpus": r.spec.resources.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
                 "PidsLimit": r.spec.resources.pids_limit,
+                "CpusetCpus": r.spec.resources.cpuset_cpus.clone().unwrap_or_default(),
                 "Isolation": r.spec.isolation.to_string(),
                 "CapAdd": serde_json::Value::Null,
                 "ReadonlyPaths": crate::launch::rootfs::READONLY,

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod cpio;
+pub mod cpuset;
 pub mod frame;
 
 /// The error and its sources on one line.

@@ -270,6 +270,12 @@ impl VmSandbox {
             .cpus
             .map(|c| c.ceil().clamp(1.0, 64.0) as u8)
             .unwrap_or(1);
+        if let Some(list) = &cfg.spec.resources.cpuset_cpus {
+            // --cpuset-cpus: this thread and every thread it starts from here on — the
+            // vCPUs, the device event loop — run only on those CPUs.
+            let cpus = crate::util::cpuset::parse(list).map_err(SandboxError::Other)?;
+            crate::util::cpuset::pin_current_thread(&cpus)?;
+        }
         std::fs::create_dir_all(&cfg.run_dir)?;
         let base = cfg.run_dir.join("vsock");
         let agent_path = format!("{}_{}", base.display(), protocol::AGENT_PORT);

@@ -26,7 +26,9 @@ const DEVICE_ALLOW: &[&str] = &[
 
 impl V1 {
     pub fn new(ctrls: &[(String, PathBuf)], id: &str) -> V1 {
-        let wanted = ["memory", "cpu", "cpuacct", "pids", "freezer", "devices"];
+        let wanted = [
+            "memory", "cpu", "cpuacct", "pids", "freezer", "devices", "cpuset",
+        ];
         let mut dirs: Vec<(String, PathBuf)> = Vec::new();
         for (name, mnt) in ctrls {
             if wanted.contains(&name.as_str()) {
@@ -52,6 +54,19 @@ impl V1 {
     }
 }
 
+/// Copy cpuset.cpus and cpuset.mems from the parent group where they are empty.
+fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
+        return Ok(());
+    };
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        if read(&dir.join(f))?.trim().is_empty() {
+            write(&dir.join(f), read(&parent.join(f))?.trim())?;
+        }
+    }
+    Ok(())
+}
+
 impl CgroupManager for V1 {
     fn create(&self, res: &Resources) -> Result<(), CgroupError> {
         for d in self.unique_dirs() {
@@ -61,6 +76,18 @@ impl CgroupManager for V1 {
             write(&d.join("devices.deny"), "a")?;
             for rule in DEVICE_ALLOW {
                 write(&d.join("devices.allow"), rule)?;
+            }
+        }
+        if let Some(d) = self.dir("cpuset") {
+            // A new v1 cpuset group starts with no CPUs and no memory nodes (unless the
+            // parent clones them), and no task may join it so: fill the twinbox group
+            // and this one from their parents, then narrow to what was asked.
+            if let Some(parent) = d.parent() {
+                inherit_cpuset(parent)?;
+            }
+            inherit_cpuset(d)?;
+            if let Some(cpus) = &res.cpuset_cpus {
+                write(&d.join("cpuset.cpus"), cpus)?;
             }
         }
         if let (Some(mem), Some(d)) = (res.memory, self.dir("memory")) {

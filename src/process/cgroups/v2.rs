@@ -19,7 +19,7 @@ impl V2 {
     /// Enable the controllers we use for the children of `parent`.
     fn delegate(&self, parent: &Path) -> Result<(), CgroupError> {
         let available = read(&parent.join("cgroup.controllers"))?;
-        let want: Vec<String> = ["cpu", "memory", "pids"]
+        let want: Vec<String> = ["cpu", "cpuset", "memory", "pids"]
             .iter()
             .filter(|c| available.split_whitespace().any(|a| a == **c))
             .map(|c| format!("+{c}"))
@@ -44,6 +44,16 @@ impl CgroupManager for V2 {
             if sw.exists() {
                 write(&sw, "0")?;
             }
+        }
+        if let Some(cpus) = &res.cpuset_cpus {
+            let f = self.dir.join("cpuset.cpus");
+            if !f.exists() {
+                return Err(CgroupError::Io {
+                    path: f,
+                    source: std::io::Error::other("the cpuset controller is not available"),
+                });
+            }
+            write(&f, cpus)?;
         }
         if let Some(cpus) = res.cpus {
             let period = 100_000u64;

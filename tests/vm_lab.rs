@@ -238,6 +238,9 @@ a=$(twinbox logs tick | wc -l); sleep 2; b=$(twinbox logs tick | wc -l); echo "p
 twinbox unpause tick >/dev/null; sleep 1; c=$(twinbox logs tick | wc -l); echo "unpaused-progress=$((c-b))"
 echo "cg=$(cat /sys/fs/cgroup/twinbox/$(twinbox inspect tick | grep -m1 '"Id"' | cut -d'"' -f4)/cgroup.procs | wc -l)"
 twinbox rm -f tick >/dev/null
+id=$(twinbox run -d --cpuset-cpus 0 busybox sleep 30)
+echo "cpuset=$(cat /sys/fs/cgroup/twinbox/$id/cpuset.cpus)"
+twinbox rm -f $id >/dev/null
 twinbox run --rm --pids-limit 10 busybox sh -c 'for i in $(seq 1 30); do sleep 3 & done 2>/dev/null; echo forked'; echo "pids=$?"
 echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
 "#);
@@ -251,6 +254,7 @@ echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
         field(&out, "cg").parse::<i32>().unwrap() >= 1,
         "the workload is in its v2 cgroup"
     );
+    assert_eq!(field(&out, "cpuset"), "0", "--cpuset-cpus written to the v2 group");
     assert_eq!(field(&out, "left"), "0", "no cgroup left behind");
 }
 

@@ -128,6 +128,13 @@ fn user_network_names_aliases_and_later_containers_resolve() {
         out.contains(&late_ip),
         "early resolves late ({late_ip}): {out}"
     );
+    // the same over TCP (a hand-made query for "late", 2-byte length first): the
+    // answer's last four bytes are late's address
+    let out = tb.ok(&[
+        "exec", "early", "sh", "-c",
+        r#"printf '\000\026\022\064\001\000\000\001\000\000\000\000\000\000\004late\000\000\001\000\001' | nc -w 2 127.0.0.11 53 | od -An -tu1 | awk '{for (i = 1; i <= NF; i++) b[n++] = $i} END {print b[n-4] "." b[n-3] "." b[n-2] "." b[n-1]}'"#,
+    ]);
+    assert_eq!(out.trim(), late_ip, "DNS over TCP");
     // names of other networks do not resolve; a stopped container's name goes away
     tb.ok(&["run", "-d", "--name", "elsewhere", "busybox", "sleep", "60"]);
     let o = tb.out(&["exec", "early", "nslookup", "elsewhere"]);

@@ -254,7 +254,11 @@ echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
         field(&out, "cg").parse::<i32>().unwrap() >= 1,
         "the workload is in its v2 cgroup"
     );
-    assert_eq!(field(&out, "cpuset"), "0", "--cpuset-cpus written to the v2 group");
+    assert_eq!(
+        field(&out, "cpuset"),
+        "0",
+        "--cpuset-cpus written to the v2 group"
+    );
     assert_eq!(field(&out, "left"), "0", "no cgroup left behind");
 }
 
@@ -313,6 +317,11 @@ twinbox run -d --name va --isolation vm --network tnet busybox nc -ll -p 7 -e ca
 echo "vm2vm=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'ping -c1 -W5 va >/dev/null && echo ping-ok; echo hi | nc -w5 va 7' | tr '\n' ' ')"
 echo "vm2proc=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'echo there | nc -w5 pa 7')"
 echo "proc2vm=$(twinbox exec pa sh -c 'echo yo | nc -w5 va 7')"
+cat > /tmp/q.sh <<'Q'
+printf '\000\024\022\064\001\000\000\001\000\000\000\000\000\000\002pa\000\000\001\000\001' | nc -w 5 127.0.0.11 53 | od -An -tu1 | awk '{for (i = 1; i <= NF; i++) b[n++] = $i} END {print b[n-4] "." b[n-3] "." b[n-2] "." b[n-1]}'
+Q
+echo "tcpdns=$(twinbox run --rm --isolation vm --network tnet busybox sh -c "$(cat /tmp/q.sh)")"
+echo "pa_ip=$(twinbox inspect pa | sed -n 's/.*"IPAddress": "\(10[.0-9]*\)".*/\1/p' | head -1)"
 echo "vmaddr=$(twinbox run --rm --isolation vm --network tnet busybox sh -c 'ip -4 -o addr show eth0; ip route | grep default; cat /etc/resolv.conf' | tr '\n' ' ')"
 twinbox run -d --name vweb --isolation vm -p 8080:80 busybox sh -c 'echo vmpage > /tmp/index.html; exec httpd -f -p 80 -h /tmp' >/dev/null
 i=0; out=; while [ $i -lt 50 ]; do out=$(timeout 5 wget -qO- http://127.0.0.1:8080/ 2>/dev/null) && break; sleep 0.2; i=$((i+1)); done
@@ -333,6 +342,12 @@ echo "forward=$(cat /proc/sys/net/ipv4/ip_forward)"
     assert!(vm2vm.contains("ping-ok") && vm2vm.contains("hi"), "{out}");
     assert_eq!(field(&out, "vm2proc"), "there", "{out}");
     assert_eq!(field(&out, "proc2vm"), "yo", "{out}");
+    assert!(field(&out, "pa_ip").starts_with("10."), "{out}");
+    assert_eq!(
+        field(&out, "tcpdns"),
+        field(&out, "pa_ip"),
+        "DNS over TCP from a microVM: {out}"
+    );
     let addr = field(&out, "vmaddr");
     assert!(
         addr.contains("inet 10.89.0.") && addr.contains("default via 10.89.0.1"),

@@ -6,7 +6,7 @@ use crate::network::netlink::{self, Netlink};
 use crate::spec::{SandboxSpec, EMBEDDED_DNS};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 
 /// The host's vsock CID.
@@ -42,9 +42,41 @@ pub fn configure(spec: &SandboxSpec) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Relay DNS over TCP on 127.0.0.11:53: each connection spliced to one vsock stream
+/// to the host, which speaks the same 2-byte framing.
+fn start_dns_tcp_relay() -> io::Result<()> {
+    let l = TcpListener::bind((EMBEDDED_DNS, 53))?;
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { continue };
+            std::thread::spawn(move || {
+                let _ = splice_to_host(c);
+            });
+        }
+    });
+    Ok(())
+}
+
+fn splice_to_host(c: TcpStream) -> io::Result<()> {
+    let host = super::agent::vsock_connect(HOST_CID, super::protocol::DNS_PORT)?;
+    let (mut c_in, mut h_out) = (c.try_clone()?, host.try_clone()?);
+    let up = std::thread::spawn(move || {
+        let _ = io::copy(&mut c_in, &mut h_out);
+        // The client is done asking: let the host side see the end too.
+        // SAFETY: shutdown(2) on a descriptor h_out owns.
+        unsafe { libc::shutdown(std::os::fd::AsRawFd::as_raw_fd(&h_out), libc::SHUT_WR) };
+    });
+    let (mut h_in, mut c_out) = (host, c);
+    let _ = io::copy(&mut h_in, &mut c_out);
+    let _ = c_out.shutdown(std::net::Shutdown::Both);
+    let _ = up.join();
+    Ok(())
+}
+
 /// Relay UDP queries on 127.0.0.11:53 to the host (vsock port DNS_PORT), each framed
 /// with a 2-byte length; answers go back to whoever asked, matched by query id.
 fn start_dns_relay() -> io::Result<()> {
+    start_dns_tcp_relay()?;
     let udp = UdpSocket::bind((EMBEDDED_DNS, 53))?;
     let stream = super::agent::vsock_connect(HOST_CID, super::protocol::DNS_PORT)?;
     let mut to_host = stream.try_clone()?;

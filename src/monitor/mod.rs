@@ -258,7 +258,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             }
         })
     };
-    let dns_sock: Arc<Mutex<Option<std::net::UdpSocket>>> = Arc::default();
+    let dns_sock: Arc<Mutex<Option<crate::network::session::DnsSockets>>> = Arc::default();
     let mut net_session = None;
     let started = network_start(paths, &store, &rec).and_then(|s| {
         let r = start::start_backend(paths, &store, &rec, &s, &dns_sock, trace);
@@ -343,9 +343,13 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             return 125;
         }
     }
-    if let Some(sock) = dns_sock.lock().unwrap_or_else(|e| e.into_inner()).take() {
-        let resolver = crate::network::session::StoreResolver::new(store.clone(), id);
-        std::thread::spawn(move || crate::network::dns::serve_udp(sock, &resolver));
+    if let Some(socks) = dns_sock.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        let resolver: Arc<dyn crate::network::dns::Resolver> = Arc::new(
+            crate::network::session::StoreResolver::new(store.clone(), id),
+        );
+        let r = resolver.clone();
+        std::thread::spawn(move || crate::network::dns::serve_udp(socks.udp, r.as_ref()));
+        std::thread::spawn(move || crate::network::dns::serve_tcp(socks.tcp, resolver));
     }
     let shared = Arc::new(Shared {
         sandbox,

@@ -12,7 +12,6 @@ use crate::spec::{Isolation, NetworkMode};
 use crate::state::{ContainerRecord, Store};
 use crate::vmm::sandbox::{VmSandbox, VmStart};
 use crate::vmm::VmNet;
-use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +26,7 @@ pub fn start_backend(
     store: &Store,
     rec: &ContainerRecord,
     net: &Session,
-    dns: &Arc<Mutex<Option<UdpSocket>>>,
+    dns: &Arc<Mutex<Option<session::DnsSockets>>>,
     trace: Trace,
 ) -> Result<(Box<dyn Sandbox>, WorkloadIo), SandboxError> {
     match rec.spec.isolation {

@@ -5,7 +5,8 @@
 //! the container's network namespace, for a microVM behind the agent's vsock relay.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::sync::Arc;
 use std::time::Duration;
 
 const TYPE_A: u16 = 1;
@@ -180,6 +181,23 @@ pub fn serve_stream<S: Read + Write>(mut s: S, r: &dyn Resolver) {
             if s.write_all(&out).is_err() {
                 return;
             }
+        }
+    }
+}
+
+/// Serve DNS over TCP (what resolvers fall back to for long answers): a thread per
+/// connection, dropped after 10 s without a query.
+pub fn serve_tcp(l: TcpListener, r: Arc<dyn Resolver>) {
+    loop {
+        match l.accept() {
+            Ok((c, _)) => {
+                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let r = r.clone();
+                std::thread::spawn(move || serve_stream(c, r.as_ref()));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // Out of descriptors or memory: try again later rather than give up.
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
 }

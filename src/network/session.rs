@@ -10,7 +10,7 @@ use super::NetworkError;
 use crate::spec::NetworkMode;
 use crate::state::{ContainerRecord, Store};
 use std::fs::File;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::Path;
 
 /// What a run of a container holds on the host's network.
@@ -83,13 +83,19 @@ pub fn hosts_file(store: &Store, rec: &ContainerRecord) -> Result<String, Networ
     Ok(h)
 }
 
+/// The embedded DNS responder's sockets at 127.0.0.11:53 inside a container.
+pub struct DnsSockets {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+}
+
 /// Process containers: create every interface in the namespace of `pid`, then (user
-/// networks) the embedded DNS responder's socket at 127.0.0.11:53 inside it.
+/// networks) the embedded DNS responder's sockets at 127.0.0.11:53 inside it.
 pub fn attach_process(
     rec: &ContainerRecord,
     s: &Session,
     pid: i32,
-) -> Result<Option<UdpSocket>, NetworkError> {
+) -> Result<Option<DnsSockets>, NetworkError> {
     let ns = format!("/proc/{pid}/ns/net");
     let ns = Path::new(&ns);
     for (n, (i, idx)) in rec.spec.interfaces.iter().zip(&s.bridges).enumerate() {
@@ -103,9 +109,14 @@ pub fn attach_process(
     if !rec.spec.embedded_dns {
         return Ok(None);
     }
-    super::netlink::in_netns(ns, || UdpSocket::bind((crate::spec::EMBEDDED_DNS, 53)))
-        .map(Some)
-        .map_err(NetworkError::host("the embedded DNS socket"))
+    super::netlink::in_netns(ns, || {
+        Ok(DnsSockets {
+            udp: UdpSocket::bind((crate::spec::EMBEDDED_DNS, 53))?,
+            tcp: TcpListener::bind((crate::spec::EMBEDDED_DNS, 53))?,
+        })
+    })
+    .map(Some)
+    .map_err(NetworkError::host("the embedded DNS sockets"))
 }
 
 /// MicroVMs: the TAP of the (single) interface, on its bridge.

@@ -20,3 +20,4 @@ pub mod spec;
 pub mod state;
 pub mod util;
 pub mod vmm;
+pub mod volume;

@@ -123,6 +123,43 @@ pub struct Interface {
     pub aliases: Vec<String>,
 }
 
+/// What a mount brings into the container.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A host path.
+    Bind,
+    /// A named (or anonymous) volume of twinbox's volume store.
+    Volume,
+    /// A fresh tmpfs.
+    Tmpfs,
+}
+
+/// A filesystem mounted into the container (`-v`, `--mount`, `--tmpfs`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Mount {
+    pub kind: MountKind,
+    /// The volume's name (Volume), an absolute host path (Bind), empty (Tmpfs).
+    pub source: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
+    /// Volume: made for this container alone (`-v /path`), removed with it by `rm -v`
+    /// and `run --rm`.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Volume: do not copy the image's files at `target` into an empty volume.
+    #[serde(default)]
+    pub nocopy: bool,
+    /// Tmpfs: size in bytes, mode bits, and whether programs may run from it.
+    #[serde(default)]
+    pub tmpfs_size: Option<u64>,
+    #[serde(default)]
+    pub tmpfs_mode: Option<u32>,
+    #[serde(default)]
+    pub tmpfs_exec: bool,
+}
+
 /// Where twinbox's embedded DNS responder listens inside a sandbox (Docker's address).
 pub const EMBEDDED_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
@@ -141,6 +178,9 @@ pub struct SandboxSpec {
     pub embedded_dns: bool,
     pub resources: Resources,
     pub isolation: Isolation,
+    /// Volumes, bind mounts and tmpfs mounts, in the order given.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
 }
 
 impl ProcessSpec {

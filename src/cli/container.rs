@@ -48,6 +48,15 @@ pub struct CreateArgs {
     /// Number of CPUs (process: CPU quota; vm: vCPUs)
     #[arg(long)]
     cpus: Option<f64>,
+    /// Bind mount a volume: [NAME|/HOST/PATH:]/CONTAINER/PATH[:ro|rw|nocopy]
+    #[arg(short = 'v', long = "volume", value_name = "SPEC")]
+    volumes: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]
+    #[arg(long = "mount", value_name = "SPEC")]
+    mounts: Vec<String>,
+    /// Mount a tmpfs: /PATH[:size=64m,mode=1777,ro,exec]
+    #[arg(long = "tmpfs", value_name = "SPEC")]
+    tmpfs: Vec<String>,
     /// Tune the container's pids limit (-1 for unlimited)
     #[arg(long)]
     pids_limit: Option<i64>,
@@ -104,6 +113,9 @@ impl CreateArgs {
             cpus: self.cpus,
             pids_limit: self.pids_limit,
             cpuset_cpus: self.cpuset_cpus.clone(),
+            volumes: self.volumes.clone(),
+            mounts: self.mounts.clone(),
+            tmpfs: self.tmpfs.clone(),
             network: self.network.clone(),
             network_aliases: self.network_alias.clone(),
             ip: self.ip.clone(),
@@ -169,6 +181,9 @@ pub struct RmArgs {
     /// Force the removal of a running container (SIGKILL)
     #[arg(short = 'f', long)]
     force: bool,
+    /// Remove the container's anonymous volumes too
+    #[arg(short = 'v', long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -331,7 +346,9 @@ pub fn kill(engine: &Engine, a: KillArgs) -> Result<i32, EngineError> {
 }
 
 pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32, EngineError> {
-    each(&a.containers, |c| engine.remove(c, a.force).map(|_| ()))
+    each(&a.containers, |c| {
+        engine.remove(c, a.force, a.volumes).map(|_| ())
+    })
 }
 
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32, EngineError> {

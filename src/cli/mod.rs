@@ -11,6 +11,7 @@ mod lab;
 mod network;
 mod system;
 mod vm;
+mod volume;
 
 use crate::engine::{Engine, EngineError};
 use crate::paths::{Paths, DEFAULT_ROOT, DEFAULT_RUN_ROOT};
@@ -81,6 +82,9 @@ pub enum Command {
     /// Manage networks
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
     /// List a container's published ports
     Port {
         container: String,
@@ -235,6 +239,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Stats(a) => container::stats(&engine, a),
         Command::Container(c) => container::container_command(&engine, c),
         Command::Network(c) => network::network_command(&engine, c),
+        Command::Volume(c) => volume::volume_command(&engine, c),
         Command::Port {
             container,
             private_port,

@@ -74,7 +74,11 @@ pub struct ConnectNet {
 }
 
 /// Run `f` on every item, printing what it returns or its error; 1 if any failed.
-fn each<T>(items: &[String], f: impl Fn(&str) -> Result<T, EngineError>, show: impl Fn(T)) -> i32 {
+pub(super) fn each<T>(
+    items: &[String],
+    f: impl Fn(&str) -> Result<T, EngineError>,
+    show: impl Fn(T),
+) -> i32 {
     let mut code = 0;
     for i in items {
         match f(i) {

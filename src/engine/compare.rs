@@ -91,7 +91,7 @@ impl Engine {
         let mut out = Vec::new();
         self.logs(&rec.id, &super::LogOptions::default(), &mut out)?;
         let rec = self.store.load(&rec.id)?;
-        let _ = self.remove(&rec.id, true);
+        let _ = self.remove(&rec.id, true, true);
         let _ = code;
         Ok((wall, rec, String::from_utf8_lossy(&out).into_owned()))
     }

@@ -36,6 +36,10 @@ pub struct CreateOptions {
     /// `--link NAME[:ALIAS]`.
     pub links: Vec<String>,
     pub isolation: Option<Isolation>,
+    /// `-v`, `--mount`, `--tmpfs` values.
+    pub volumes: Vec<String>,
+    pub mounts: Vec<String>,
+    pub tmpfs: Vec<String>,
 }
 
 /// Where `--network` puts a container.
@@ -206,6 +210,8 @@ impl Engine {
                 )));
             }
         }
+        let mut mounts = crate::volume::parse::parse_all(&o.volumes, &o.mounts, &o.tmpfs)
+            .map_err(EngineError::Invalid)?;
         let mut env_from_files = Vec::new();
         for f in &o.env_files {
             env_from_files.extend(read_env_file(f)?);
@@ -273,6 +279,13 @@ impl Engine {
                 }
             }
         }
+        if isolation == Isolation::Vm && !mounts.is_empty() {
+            return Err(EngineError::Invalid(
+                "volumes, bind mounts and tmpfs are not available under --isolation vm yet".into(),
+            ));
+        }
+        // Volumes last among the checks: they are the first thing made on disk.
+        let made_volumes = self.prepare_mounts(&mut mounts, isolation)?;
         let spec = SandboxSpec {
             process: ProcessSpec {
                 args,
@@ -293,6 +306,7 @@ impl Engine {
                 cpuset_cpus,
             },
             isolation,
+            mounts,
         };
         let mut rec = ContainerRecord {
             id: id.clone(),
@@ -312,10 +326,14 @@ impl Engine {
             ports,
             links,
         };
-        if o.name.is_some() {
-            self.store.insert(&rec)?;
+        let inserted = if o.name.is_some() {
+            self.store.insert(&rec).map(|_| ())
         } else {
-            self.store.insert_named(&mut rec)?;
+            self.store.insert_named(&mut rec).map(|_| ())
+        };
+        if let Err(e) = inserted {
+            self.unprepare_mounts(&made_volumes);
+            return Err(e.into());
         }
         let net_name = match &choice {
             NetChoice::Bridge(n) => Some(n.clone()),
@@ -352,6 +370,7 @@ impl Engine {
                 if let Some(n) = &net_name {
                     self.release_lease(n, &id);
                 }
+                self.unprepare_mounts(&made_volumes);
                 Err(e)
             }
         }

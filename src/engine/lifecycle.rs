@@ -371,8 +371,14 @@ impl Engine {
         Ok(rec)
     }
 
-    /// `rm`: refuses a running container unless `force`.
-    pub fn remove(&self, reference: &str, force: bool) -> Result<ContainerRecord, EngineError> {
+    /// `rm`: refuses a running container unless `force`; with `volumes`, its anonymous
+    /// volumes go too.
+    pub fn remove(
+        &self,
+        reference: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<ContainerRecord, EngineError> {
         let rec = self.get(reference)?;
         if rec.is_active() {
             if !force {
@@ -402,6 +408,9 @@ impl Engine {
             Err(e) => return Err(e.into()),
         }
         crate::network::session::release_leases(&self.paths.root, &rec);
+        if volumes {
+            super::volumes::release_anonymous(&self.paths.root, &rec);
+        }
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
         Ok(rec)
     }

@@ -11,6 +11,7 @@ mod network;
 mod query;
 mod user;
 mod vmfiles;
+mod volumes;
 
 pub use compare::{Column, Report, Sees, Stat};
 pub use create::CreateOptions;
@@ -18,6 +19,7 @@ pub use io::{CopyTarget, ExecOptions, LogOptions};
 pub use lifecycle::{parse_signal, StartMode};
 pub use network::NetworkSummary;
 pub use query::{human_duration, ContainerSummary, Info};
+pub use volumes::{release_anonymous, VolumeInfo};
 
 use crate::image::{self, ImageError};
 use crate::monitor::client::ClientError;
@@ -38,6 +40,8 @@ pub enum EngineError {
     Monitor(#[from] ClientError),
     #[error(transparent)]
     Network(#[from] crate::network::NetworkError),
+    #[error(transparent)]
+    Volume(#[from] crate::volume::VolumeError),
     /// A bad flag or argument.
     #[error("{0}")]
     Invalid(String),

@@ -190,6 +190,26 @@ impl Engine {
                 "ReadonlyPaths": crate::launch::rootfs::READONLY,
                 "MaskedPaths": crate::launch::rootfs::MASKED,
             },
+            "Mounts": r.spec.mounts.iter().map(|m| {
+                let source = match m.kind {
+                    crate::spec::MountKind::Volume => crate::volume::VolumeStore::data_dir_in(&self.paths.root, &m.source).display().to_string(),
+                    crate::spec::MountKind::Bind => m.source.clone(),
+                    crate::spec::MountKind::Tmpfs => String::new(),
+                };
+                let mut j = serde_json::json!({
+                    "Type": format!("{:?}", m.kind).to_lowercase(),
+                    "Source": source,
+                    "Destination": m.target,
+                    "Mode": if m.readonly { "ro" } else { "" },
+                    "RW": !m.readonly,
+                    "Propagation": if m.kind == crate::spec::MountKind::Bind { "rprivate" } else { "" },
+                });
+                if m.kind == crate::spec::MountKind::Volume {
+                    j["Name"] = serde_json::json!(m.source);
+                    j["Driver"] = serde_json::json!("local");
+                }
+                j
+            }).collect::<Vec<_>>(),
             "GraphDriver": {
                 "Name": "overlay",
                 "Data": {

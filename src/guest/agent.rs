@@ -636,6 +636,7 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
         work: PathBuf::from(format!("{SCRATCH}/work")),
         target: PathBuf::from(ROOT),
         etc_files,
+        mounts: Vec::new(),
     };
     rootfs::mount_all(&plan)?;
     rootfs::mask_and_protect(Path::new(ROOT))?;

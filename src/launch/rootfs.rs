@@ -66,6 +66,8 @@ pub struct RootfsPlan {
     pub target: PathBuf,
     /// Host files bind-mounted over /etc/hostname, /etc/hosts, /etc/resolv.conf.
     pub etc_files: Vec<(PathBuf, &'static str)>,
+    /// Volumes, bind mounts and tmpfs, mounted last, in order.
+    pub mounts: Vec<super::mounts::PlannedMount>,
 }
 
 /// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
@@ -198,6 +200,10 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
     ] {
         symlink(target, sub("dev").join(link)).map_err(io_step("create /dev links"))?;
     }
+    // Volumes, binds and tmpfs before the /etc files, so that a volume at /etc still
+    // gets the container's hostname, hosts and resolv.conf on top (as Docker does).
+    // Device-backed volumes (microVMs) are staged outside the container's tree.
+    super::mounts::mount_all(t, &plan.mounts, Path::new("/run/twinbox-volumes"))?;
     for (src, dst) in &plan.etc_files {
         let d = sub(dst);
         ensure_file(&d)?;
@@ -290,6 +296,7 @@ mod tests {
             work: "/c/work".into(),
             target: "/r".into(),
             etc_files: vec![],
+            mounts: vec![],
         };
         assert_eq!(
             overlay_options(&plan),

@@ -427,6 +427,7 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
     if auto_remove {
         let _ = store.remove(id);
         crate::network::session::release_leases(&paths.root, &final_rec);
+        crate::engine::release_anonymous(&paths.root, &final_rec);
     }
     // Runtime files go before anyone hears of the exit, so a caller that returns on
     // the exit finds nothing left (open connections keep working without the path).
@@ -501,6 +502,7 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
         crate::network::session::unpublish(&paths.root, store, !rec.state.ports.is_empty());
         crate::network::session::remove_devices(&rec);
         crate::network::session::release_leases(&paths.root, &rec);
+        crate::engine::release_anonymous(&paths.root, &rec);
         return None;
     }
     let out = store

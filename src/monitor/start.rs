@@ -47,6 +47,7 @@ pub fn start_backend(
                     (dir.join("hosts"), "/etc/hosts"),
                     (dir.join("resolv.conf"), "/etc/resolv.conf"),
                 ],
+                mounts: crate::volume::plan_process_mounts(&paths.root, &rec.spec.mounts),
             };
             let net_hook: Option<NetHook> = (rec.spec.network == NetworkMode::Bridge).then(|| {
                 let rec = rec.clone();

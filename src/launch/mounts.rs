@@ -1,0 +1,281 @@
+//! Volumes, bind mounts and tmpfs under the container's root, in its mount namespace
+//! before pivot_root. Targets are resolved inside the root — a symlink in the image
+//! (`/data -> /etc`) is followed within the container's tree, never out to the host's.
+
+use super::SetupError;
+use nix::mount::{mount, MsFlags};
+use std::fs;
+use std::io;
+use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where a mount's filesystem comes from, resolved by the caller.
+#[derive(Debug, Clone)]
+pub enum MountSource {
+    /// A host directory or file, bound in (process containers: volumes and binds).
+    Bind(PathBuf),
+    /// A block device holding a filesystem (microVMs: a volume's disk).
+    Device { path: PathBuf, fstype: String },
+    Tmpfs {
+        size: Option<u64>,
+        mode: Option<u32>,
+        exec: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedMount {
+    pub source: MountSource,
+    /// Absolute path inside the container.
+    pub target: String,
+    pub readonly: bool,
+    /// An empty volume first gets the image's files at `target` (Docker's copy-up).
+    pub copy_up: bool,
+}
+
+fn err(step: &str, target: &str, e: impl Into<io::Error>) -> SetupError {
+    SetupError::new(format!("{step} {target}"), e)
+}
+
+/// `target` inside `root`, symlinks resolved within `root` ("/" and ".." stop there).
+pub fn resolve_in(root: &Path, target: &str) -> io::Result<PathBuf> {
+    let mut todo: Vec<String> = target
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut cur: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let p = root.join(cur.join("/")).join(&c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let link = fs::read_link(&p)?;
+                let link = link.to_string_lossy();
+                if link.starts_with('/') {
+                    cur.clear();
+                }
+                todo.extend(
+                    link.split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            _ => cur.push(c),
+        }
+    }
+    Ok(root.join(cur.join("/")))
+}
+
+fn is_empty_dir(p: &Path) -> bool {
+    fs::read_dir(p)
+        .map(|mut d| d.all(|e| e.map(|e| e.file_name() == "lost+found").unwrap_or(false)))
+        .unwrap_or(false)
+}
+
+/// Copy a tree with owners, modes, symlinks and times (what an image's directory
+/// brings into a new volume). Sockets, fifos and devices are skipped.
+pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    for e in fs::read_dir(src)? {
+        let e = e?;
+        let from = e.path();
+        let to = dst.join(e.file_name());
+        let m = fs::symlink_metadata(&from)?;
+        let ft = m.file_type();
+        if ft.is_dir() {
+            fs::create_dir(&to)?;
+            copy_tree(&from, &to)?;
+        } else if ft.is_file() {
+            fs::copy(&from, &to)?;
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
+        } else {
+            continue;
+        }
+        lchown(&to, Some(m.uid()), Some(m.gid()))?;
+        if !ft.is_symlink() {
+            fs::set_permissions(&to, fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        }
+        let times = [
+            nix::sys::time::TimeSpec::new(m.atime(), m.atime_nsec()),
+            nix::sys::time::TimeSpec::new(m.mtime(), m.mtime_nsec()),
+        ];
+        nix::sys::stat::utimensat(
+            None,
+            &to,
+            &times[0],
+            &times[1],
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .map_err(io::Error::from)?;
+    }
+    Ok(())
+}
+
+/// Mount everything in `mounts` under `root`, in order.
+pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result<(), SetupError> {
+    for (i, m) in mounts.iter().enumerate() {
+        let t = m.target.as_str();
+        let at = resolve_in(root, t).map_err(|e| err("resolve mount target", t, e))?;
+        let file_bind = matches!(&m.source, MountSource::Bind(s) if !s.is_dir());
+        if file_bind {
+            if let Some(parent) = at.parent() {
+                fs::create_dir_all(parent).map_err(|e| err("create mount target", t, e))?;
+            }
+            if fs::symlink_metadata(&at).is_err() {
+                fs::write(&at, b"").map_err(|e| err("create mount target", t, e))?;
+            }
+        } else {
+            fs::create_dir_all(&at).map_err(|e| err("create mount target", t, e))?;
+        }
+        let ro = if m.readonly {
+            MsFlags::MS_RDONLY
+        } else {
+            MsFlags::empty()
+        };
+        match &m.source {
+            MountSource::Bind(src) => {
+                if m.copy_up && !file_bind && is_empty_dir(src) {
+                    copy_tree(&at, src).map_err(|e| err("copy the image's files into", t, e))?;
+                }
+                mount(
+                    Some(src),
+                    &at,
+                    None::<&str>,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    None::<&str>,
+                )
+                .map_err(|e| err("bind-mount", t, e))?;
+                if m.readonly {
+                    mount(
+                        None::<&str>,
+                        &at,
+                        None::<&str>,
+                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+                        None::<&str>,
+                    )
+                    .map_err(|e| err("make read-only", t, e))?;
+                }
+            }
+            MountSource::Device { path, fstype } => {
+                // Mounted aside first, filled from the image if new, then moved over
+                // the target.
+                let stage = staging.join(format!("vol{i}"));
+                fs::create_dir_all(&stage).map_err(|e| err("create staging for", t, e))?;
+                mount(
+                    Some(path),
+                    &stage,
+                    Some(fstype.as_str()),
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    None::<&str>,
+                )
+                .map_err(|e| err("mount the volume disk for", t, e))?;
+                if m.copy_up && is_empty_dir(&stage) {
+                    copy_tree(&at, &stage).map_err(|e| err("copy the image's files into", t, e))?;
+                }
+                if m.readonly {
+                    mount(
+                        None::<&str>,
+                        &stage,
+                        None::<&str>,
+                        MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV,
+                        None::<&str>,
+                    )
+                    .map_err(|e| err("make read-only", t, e))?;
+                }
+                mount(
+                    Some(&stage),
+                    &at,
+                    None::<&str>,
+                    MsFlags::MS_MOVE,
+                    None::<&str>,
+                )
+                .map_err(|e| err("move the volume to", t, e))?;
+            }
+            MountSource::Tmpfs { size, mode, exec } => {
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro;
+                if !exec {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
+                let mut data = vec![format!("mode={:o}", mode.unwrap_or(0o1777))];
+                if let Some(s) = size {
+                    data.push(format!("size={s}"));
+                }
+                mount(
+                    Some("tmpfs"),
+                    &at,
+                    Some("tmpfs"),
+                    flags,
+                    Some(data.join(",").as_str()),
+                )
+                .map_err(|e| err("mount tmpfs at", t, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_resolve_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink("/etc", r.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../real", r.join("real/sub/up")).unwrap();
+        std::os::unix::fs::symlink("loop2", r.join("loop1")).unwrap();
+        std::os::unix::fs::symlink("loop1", r.join("loop2")).unwrap();
+        assert_eq!(
+            resolve_in(r, "/abs/x").unwrap(),
+            r.join("etc/x"),
+            "absolute links stay in"
+        );
+        assert_eq!(
+            resolve_in(r, "/real/sub/up/sub").unwrap(),
+            r.join("real/sub")
+        );
+        assert_eq!(resolve_in(r, "/../../x").unwrap(), r.join("x"));
+        assert_eq!(resolve_in(r, "/new/dir").unwrap(), r.join("new/dir"));
+        assert!(resolve_in(r, "/loop1").is_err());
+    }
+
+    #[test]
+    fn copy_keeps_modes_links_and_times() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::create_dir_all(a.join("dir")).unwrap();
+        fs::write(a.join("dir/f"), b"data").unwrap();
+        fs::set_permissions(a.join("dir/f"), fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::symlink("dir/f", a.join("link")).unwrap();
+        fs::create_dir(&b).unwrap();
+        copy_tree(&a, &b).unwrap();
+        assert_eq!(fs::read(b.join("dir/f")).unwrap(), b"data");
+        assert_eq!(fs::metadata(b.join("dir/f")).unwrap().mode() & 0o777, 0o640);
+        assert_eq!(fs::read_link(b.join("link")).unwrap(), Path::new("dir/f"));
+        assert_eq!(
+            fs::metadata(b.join("dir/f")).unwrap().mtime(),
+            fs::metadata(a.join("dir/f")).unwrap().mtime()
+        );
+        assert!(!is_empty_dir(&d.path().join("b/dir")));
+    }
+}

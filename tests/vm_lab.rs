@@ -510,3 +510,53 @@ echo "bad=$(twinbox run --rm --network none --cpuset-cpus 2 --isolation vm busyb
     assert_eq!(field(&out, "ran"), "alive");
     assert_eq!(field(&out, "bad"), "1", "CPU 2 does not exist: {out}");
 }
+
+#[test]
+fn volumes_travel_between_microvms_and_process_containers() {
+    // A volume written in a microVM is read by a process container and the other way
+    // round (the VM's disk copied back at exit); read-only is read-only in the guest;
+    // a new volume gets the image's files (copy-up inside the guest); a host
+    // directory goes in read-only; a tmpfs is the guest's own; a volume a running
+    // microVM holds cannot be used meanwhile; anonymous volumes and disks go.
+    let (out, err, code) = lab(r#"
+mkdir -p /tmp/hostdir; echo fromhost > /tmp/hostdir/h.txt
+twinbox volume create shared >/dev/null
+echo "vmwrite=$(twinbox run --rm --network none --isolation vm -v shared:/data busybox sh -c 'echo written-in-vm > /data/f; echo ok')"
+echo "procread=$(twinbox run --rm --network none -v shared:/data busybox cat /data/f)"
+twinbox run --rm --network none -v shared:/data busybox sh -c 'echo from-proc > /data/p'
+echo "vmread=$(twinbox run --rm --network none --isolation vm -v shared:/data:ro busybox sh -c 'cat /data/p; echo x > /data/no 2>/dev/null || echo ro-refused' | tr '\n' ' ')"
+echo "copyup=$(twinbox run --rm --network none --isolation vm -v etcv:/etc busybox grep -c root /etc/passwd) $(ls /var/lib/twinbox/volumes/etcv/_data | grep -c '^passwd$')"
+echo "bind=$(twinbox run --rm --network none --isolation vm -v /tmp/hostdir:/h:ro busybox cat /h/h.txt)"
+echo "bindrw=$(twinbox run --rm --network none --isolation vm -v /tmp/hostdir:/h busybox true 2>&1 | grep -c 'shares no filesystem')"
+echo "tmpfs=$(twinbox run --rm --network none --isolation vm --tmpfs /t:size=1m busybox sh -c 'grep " /t " /proc/mounts')"
+twinbox run -d --name holder --network none --isolation vm -v shared:/data busybox sleep 60 >/dev/null
+echo "conflict=$(twinbox run --rm --network none -v shared:/data busybox true 2>&1 | grep -c 'in use by running container holder')"
+twinbox rm -f holder >/dev/null
+echo "anon=$(twinbox run --rm --network none --isolation vm -v /cache busybox true; twinbox volume ls -q | tr '\n' ' ')"
+echo "disks=$(ls /var/lib/twinbox/containers/*/volume-* 2>/dev/null | wc -l)"
+"#);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(field(&out, "vmwrite"), "ok", "{out}\n{err}");
+    assert_eq!(field(&out, "procread"), "written-in-vm", "{out}\n{err}");
+    assert_eq!(
+        field(&out, "vmread"),
+        "from-proc ro-refused ",
+        "{out}\n{err}"
+    );
+    assert_eq!(
+        field(&out, "copyup"),
+        "1 1",
+        "copy-up in the guest, kept: {out}"
+    );
+    assert_eq!(field(&out, "bind"), "fromhost", "{out}\n{err}");
+    assert_eq!(field(&out, "bindrw"), "1", "{out}\n{err}");
+    let t = field(&out, "tmpfs");
+    assert!(t.contains("tmpfs /t") && t.contains("size=1024k"), "{out}");
+    assert_eq!(field(&out, "conflict"), "1", "{out}\n{err}");
+    assert_eq!(
+        field(&out, "anon"),
+        "etcv shared ",
+        "the anonymous volume went: {out}"
+    );
+    assert_eq!(field(&out, "disks"), "0", "volume disks deleted: {out}");
+}

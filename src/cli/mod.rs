@@ -134,6 +134,12 @@ pub enum Command {
     /// (internal) pack an overlay upper directory as an OCI layer onto stdout
     #[command(hide = true)]
     PackUpper { dir: std::path::PathBuf },
+    /// (internal) copy a tree (owners, modes, links, times) into a new directory
+    #[command(hide = true)]
+    CopyTree {
+        src: std::path::PathBuf,
+        dst: std::path::PathBuf,
+    },
     /// Create a new image from a container's changes
     Commit(image::CommitArgs),
     /// Download an image from a registry
@@ -206,6 +212,12 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     let command = cli.command;
     let command = match command {
         Command::VmBoot(a) => return vm::vm_boot(a),
+        Command::CopyTree { src, dst } => {
+            crate::volume::vm::copy_tree_cmd(&src, &dst).map_err(|e| {
+                EngineError::Invalid(format!("copy {} to {}: {e}", src.display(), dst.display()))
+            })?;
+            return Ok(0);
+        }
         Command::PackUpper { dir } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             crate::image::diff::pack_upper(&dir, &mut out)
@@ -313,6 +325,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         | Command::Monitor { .. }
         | Command::VmBoot(_)
         | Command::Lab(_)
-        | Command::PackUpper { .. } => Ok(0),
+        | Command::PackUpper { .. }
+        | Command::CopyTree { .. } => Ok(0),
     }
 }

@@ -279,10 +279,13 @@ impl Engine {
                 }
             }
         }
-        if isolation == Isolation::Vm && !mounts.is_empty() {
-            return Err(EngineError::Invalid(
-                "volumes, bind mounts and tmpfs are not available under --isolation vm yet".into(),
-            ));
+        if isolation == Isolation::Vm
+            && crate::volume::vm::disk_mounts(&mounts).count() > crate::volume::vm::MAX_DISKS
+        {
+            return Err(EngineError::Invalid(format!(
+                "a microVM takes at most {} volumes and bind mounts",
+                crate::volume::vm::MAX_DISKS
+            )));
         }
         // Volumes last among the checks: they are the first thing made on disk.
         let made_volumes = self.prepare_mounts(&mut mounts, isolation)?;

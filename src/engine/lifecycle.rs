@@ -169,6 +169,7 @@ impl Engine {
                 ))),
             };
         }
+        self.check_volume_sharing(&rec)?;
         let id = rec.id.clone();
         match mode {
             StartMode::Detached => {

@@ -64,6 +64,12 @@ impl Engine {
                         m.source
                     )));
                 }
+                if isolation == Isolation::Vm && !std::path::Path::new(&m.source).is_dir() {
+                    return Err(EngineError::Invalid(format!(
+                        "bind mount {}:{}: a microVM can bind only directories",
+                        m.source, m.target
+                    )));
+                }
                 if isolation == Isolation::Vm && !m.readonly {
                     return Err(EngineError::Invalid(format!(
                         "bind mount {}:{}: a microVM shares no filesystem with the host; \
@@ -109,6 +115,46 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Before a start: a volume a running microVM has read-write lives on that VM's
+    /// disk until it stops, so no other container may run with it meanwhile; and a
+    /// microVM takes a volume read-write only if nothing else is running with it.
+    pub(crate) fn check_volume_sharing(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
+        let vols: Vec<&Mount> = rec
+            .spec
+            .mounts
+            .iter()
+            .filter(|m| m.kind == MountKind::Volume)
+            .collect();
+        if vols.is_empty() {
+            return Ok(());
+        }
+        let me_vm = rec.spec.isolation == Isolation::Vm;
+        for other in self.store.list()? {
+            if other.id == rec.id || !self.reconcile(other.clone()).is_active() {
+                continue;
+            }
+            let other_vm = other.spec.isolation == Isolation::Vm;
+            for m in &vols {
+                let Some(o) = other
+                    .spec
+                    .mounts
+                    .iter()
+                    .find(|o| o.kind == MountKind::Volume && o.source == m.source)
+                else {
+                    continue;
+                };
+                if (other_vm && !o.readonly) || (me_vm && !m.readonly) {
+                    return Err(EngineError::Conflict(format!(
+                        "volume {} is in use by running container {}: a microVM holds a \
+                         read-write volume on its own disk until it stops",
+                        m.source, other.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `volume create [NAME] [--label K=V]`.

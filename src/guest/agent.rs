@@ -7,6 +7,7 @@
 //! workload ends it reports the exit status and powers the VM off.
 
 use super::protocol::{self, AgentMsg, HostMsg, Kind};
+use crate::launch::mounts::{MountSource, PlannedMount};
 use crate::launch::reaper::Reaper;
 use crate::launch::rootfs::{self, RootfsPlan};
 use crate::launch::stdio::make_stdio;
@@ -589,6 +590,35 @@ fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupErr
     Ok(())
 }
 
+/// The container's mounts as the guest makes them: volumes and binds are the disks
+/// after the image and scratch disks, in order; tmpfs is the guest's own.
+fn guest_mounts(mounts: &[crate::spec::Mount]) -> Vec<PlannedMount> {
+    use crate::spec::MountKind;
+    let mut k = 0;
+    mounts
+        .iter()
+        .map(|m| PlannedMount {
+            source: match m.kind {
+                MountKind::Tmpfs => MountSource::Tmpfs {
+                    size: m.tmpfs_size,
+                    mode: m.tmpfs_mode,
+                    exec: m.tmpfs_exec,
+                },
+                MountKind::Volume | MountKind::Bind => {
+                    k += 1;
+                    MountSource::Device {
+                        path: PathBuf::from(crate::volume::vm::guest_device(k - 1)),
+                        fstype: "ext4".into(),
+                    }
+                }
+            },
+            target: m.target.clone(),
+            readonly: m.readonly,
+            copy_up: m.kind == MountKind::Volume && !m.nocopy,
+        })
+        .collect()
+}
+
 /// Build the container root: image disk (read-only) + scratch disk, overlaid.
 fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupError> {
     let mk =
@@ -636,7 +666,7 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
         work: PathBuf::from(format!("{SCRATCH}/work")),
         target: PathBuf::from(ROOT),
         etc_files,
-        mounts: Vec::new(),
+        mounts: guest_mounts(&spec.mounts),
     };
     rootfs::mount_all(&plan)?;
     rootfs::mask_and_protect(Path::new(ROOT))?;

@@ -133,15 +133,26 @@ pub fn rootfs_image(store: &Store, image: &Image) -> Result<PathBuf, ImageError>
 
 /// A sparse, empty ext4 disk of `size` bytes (a container's writable layer in a VM).
 pub fn scratch_disk(path: &Path, size: u64) -> Result<(), ImageError> {
+    sparse_ext4(path, size, "twinbox-scratch", None)
+}
+
+/// A sparse ext4 disk of `size` bytes holding a copy of the directory `from` (owners,
+/// modes, links kept): a volume or bind mount as a microVM sees it.
+pub fn dir_disk(path: &Path, from: &Path, size: u64) -> Result<(), ImageError> {
+    sparse_ext4(path, size, "twinbox-volume", Some(from))
+}
+
+fn sparse_ext4(path: &Path, size: u64, label: &str, from: Option<&Path>) -> Result<(), ImageError> {
     let f = std::fs::File::create(path).map_err(io_err(path))?;
     f.set_len(size).map_err(io_err(path))?;
     drop(f);
-    let o = Command::new(mkfs_ext4()?)
-        .args(["-q", "-F", "-t", "ext4", "-L", "twinbox-scratch"])
-        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"])
-        .arg(path)
-        .output()
-        .map_err(io_err(path))?;
+    let mut cmd = Command::new(mkfs_ext4()?);
+    cmd.args(["-q", "-F", "-t", "ext4", "-L", label])
+        .args(["-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"]);
+    if let Some(d) = from {
+        cmd.arg("-d").arg(d);
+    }
+    let o = cmd.arg(path).output().map_err(io_err(path))?;
     if !o.status.success() {
         let _ = std::fs::remove_file(path);
         return Err(ImageError::Builtin(format!(

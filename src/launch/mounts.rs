@@ -90,8 +90,16 @@ fn is_empty_dir(p: &Path) -> bool {
 /// Copy a tree with owners, modes, symlinks and times (what an image's directory
 /// brings into a new volume). Sockets, fifos and devices are skipped.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
+    copy_tree_except(src, dst, &[])
+}
+
+/// [`copy_tree`] leaving out the top-level entries named in `skip`.
+pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()> {
     for e in fs::read_dir(src)? {
         let e = e?;
+        if skip.iter().any(|s| e.file_name() == *s) {
+            continue;
+        }
         let from = e.path();
         let to = dst.join(e.file_name());
         let m = fs::symlink_metadata(&from)?;
@@ -173,32 +181,20 @@ pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result
             }
             MountSource::Device { path, fstype } => {
                 // Mounted aside first, filled from the image if new, then moved over
-                // the target.
+                // the target. A read-only mount has a read-only disk: mounted so from
+                // the start, and nothing copied into it.
                 let stage = staging.join(format!("vol{i}"));
                 fs::create_dir_all(&stage).map_err(|e| err("create staging for", t, e))?;
                 mount(
                     Some(path),
                     &stage,
                     Some(fstype.as_str()),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro,
                     None::<&str>,
                 )
                 .map_err(|e| err("mount the volume disk for", t, e))?;
-                if m.copy_up && is_empty_dir(&stage) {
+                if m.copy_up && !m.readonly && is_empty_dir(&stage) {
                     copy_tree(&at, &stage).map_err(|e| err("copy the image's files into", t, e))?;
-                }
-                if m.readonly {
-                    mount(
-                        None::<&str>,
-                        &stage,
-                        None::<&str>,
-                        MsFlags::MS_REMOUNT
-                            | MsFlags::MS_RDONLY
-                            | MsFlags::MS_NOSUID
-                            | MsFlags::MS_NODEV,
-                        None::<&str>,
-                    )
-                    .map_err(|e| err("make read-only", t, e))?;
                 }
                 mount(
                     Some(&stage),

@@ -421,6 +421,18 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.metrics = Some(metrics.clone());
     });
     shared.sandbox.cleanup();
+    if rec.spec.isolation == crate::spec::Isolation::Vm && !rec.spec.mounts.is_empty() {
+        // The guest is gone and its disks closed: volumes get their data back before
+        // anyone hears of the exit.
+        if let Err(e) = crate::volume::vm::write_back(
+            &paths.root,
+            &paths.container_dir(id),
+            &rec.spec.mounts,
+            auto_remove,
+        ) {
+            log_line(paths, id, &e.to_string());
+        }
+    }
     let final_rec = store.load(id).unwrap_or_else(|_| rec.clone());
     crate::network::session::unpublish(&paths.root, &store, !published.is_empty());
     drop(net_session);

@@ -78,12 +78,15 @@ pub fn start_backend(
             })?;
             let dir = paths.container_dir(&rec.id);
             let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+            let volumes = crate::volume::vm::build_disks(&paths.root, &dir, &rec.spec.mounts)
+                .map_err(|e| SandboxError::Other(e.to_string()))?;
             let (sb, io) = VmSandbox::start(VmStart {
                 spec: rec.spec.clone(),
                 kernel: files.kernel.clone(),
                 initrd: files.initrd.clone(),
                 rootfs: files.rootfs.clone(),
                 scratch: files.scratch.clone(),
+                volumes,
                 run_dir: paths.run_dir(&rec.id),
                 console_log: dir.join("console.log"),
                 etc: vec![

@@ -32,6 +32,8 @@ pub struct VmStart {
     pub rootfs: PathBuf,
     /// Per-container writable disk (virtio-blk #1).
     pub scratch: PathBuf,
+    /// Volumes and bind mounts as disks (virtio-blk #2…, the guest's /dev/vdc…).
+    pub volumes: Vec<crate::volume::vm::VolumeDisk>,
     /// Directory for the vsock sockets.
     pub run_dir: PathBuf,
     /// Where the guest's serial console goes (kernel log).
@@ -313,7 +315,14 @@ impl VmSandbox {
                     read_only: false,
                     id: "twinbox-scratch".into(),
                 },
-            ],
+            ]
+            .into_iter()
+            .chain(cfg.volumes.iter().enumerate().map(|(k, v)| VmDisk {
+                path: v.path.clone(),
+                read_only: v.read_only,
+                id: format!("twinbox-volume-{k}"),
+            }))
+            .collect(),
             net,
             vsock: Some(VmVsock {
                 cid: GUEST_CID,

@@ -8,6 +8,7 @@
 
 pub mod parse;
 mod store;
+pub mod vm;
 
 pub use store::{Volume, VolumeError, VolumeStore};
 

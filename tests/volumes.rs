@@ -108,6 +108,13 @@ fn named_volumes_outlive_containers_and_are_guarded() {
         tb.ok(&["volume", "ls", "-q", "-f", "dangling=true"]).trim(),
         "made"
     );
+    let df = tb.ok(&["system", "df"]);
+    let row = df
+        .lines()
+        .find(|l| l.starts_with("Local Volumes"))
+        .unwrap_or_else(|| panic!("{df}"));
+    let f: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((f[2], f[3]), ("2", "1"), "2 volumes, 1 in use: {df}");
     tb.ok(&["rm", "user"]);
     // prune: anonymous ones only, unless -a
     tb.ok(&["volume", "prune", "-f"]);

@@ -300,6 +300,18 @@ impl Engine {
                 size: csize,
                 reclaimable: creclaim,
             },
+            {
+                let vs = self.volume_store()?;
+                let vols = self.volume_list()?;
+                let size = |v: &super::VolumeInfo| vs.size(&v.volume.name);
+                DfRow {
+                    kind: "Local Volumes".into(),
+                    total: vols.len(),
+                    active: vols.iter().filter(|v| !v.users.is_empty()).count(),
+                    size: vols.iter().map(size).sum(),
+                    reclaimable: vols.iter().filter(|v| v.users.is_empty()).map(size).sum(),
+                }
+            },
         ])
     }
 }

@@ -93,6 +93,8 @@ impl Engine {
                 let (_, new) = vs.create(&m.source, BTreeMap::new(), m.anonymous)?;
                 if new {
                     made.push(m.source.clone());
+                } else {
+                    vs.repair(&m.source)?;
                 }
             }
             Ok::<(), EngineError>(())
@@ -129,6 +131,17 @@ impl Engine {
             .collect();
         if vols.is_empty() {
             return Ok(());
+        }
+        let vs = self.volume_store()?;
+        {
+            let _l = vs.lock()?;
+            for m in &vols {
+                match vs.repair(&m.source) {
+                    Ok(()) => {}
+                    Err(crate::volume::VolumeError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         let me_vm = rec.spec.isolation == Isolation::Vm;
         for other in self.store.list()? {

@@ -72,6 +72,10 @@ pub fn write_back(
     mounts: &[Mount],
     skip_anonymous: bool,
 ) -> Result<(), VolumeError> {
+    // Under the store's lock: a container starting meanwhile (this one's record
+    // already says exited) waits for the data instead of seeing it half-copied.
+    let vs = VolumeStore::open(root)?;
+    let _l = vs.lock()?;
     let mut failed = Vec::new();
     for (k, m) in disk_mounts(mounts).enumerate() {
         let disk = disk_path(container_dir, k);

@@ -532,6 +532,11 @@ echo "tmpfs=$(twinbox run --rm --network none --isolation vm --tmpfs /t:size=1m 
 twinbox run -d --name holder --network none --isolation vm -v shared:/data busybox sleep 60 >/dev/null
 echo "conflict=$(twinbox run --rm --network none -v shared:/data busybox true 2>&1 | grep -c 'in use by running container holder')"
 twinbox rm -f holder >/dev/null
+twinbox run -d --name stopme --network none --isolation vm -v shared:/data busybox sh -c 'echo stopped-vm > /data/s; sleep 300' >/dev/null
+i=0; while [ $i -lt 50 ] && ! twinbox exec stopme cat /data/s >/dev/null 2>&1; do sleep 0.2; i=$((i+1)); done
+twinbox stop -t 1 stopme >/dev/null
+echo "afterstop=$(twinbox run --rm --network none -v shared:/data busybox cat /data/s)"
+twinbox rm stopme >/dev/null
 echo "anon=$(twinbox run --rm --network none --isolation vm -v /cache busybox true; twinbox volume ls -q | tr '\n' ' ')"
 echo "disks=$(ls /var/lib/twinbox/containers/*/volume-* 2>/dev/null | wc -l)"
 "#);
@@ -553,6 +558,11 @@ echo "disks=$(ls /var/lib/twinbox/containers/*/volume-* 2>/dev/null | wc -l)"
     let t = field(&out, "tmpfs");
     assert!(t.contains("tmpfs /t") && t.contains("size=1024k"), "{out}");
     assert_eq!(field(&out, "conflict"), "1", "{out}\n{err}");
+    assert_eq!(
+        field(&out, "afterstop"),
+        "stopped-vm",
+        "written back before stop returned: {out}\n{err}"
+    );
     assert_eq!(
         field(&out, "anon"),
         "etcv shared ",

@@ -184,6 +184,35 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         1
     );
     tb.ok(&["volume", "prune", "-f"]);
+    // an anonymous volume another container names too is not taken by rm -v
+    tb.ok(&[
+        "run",
+        "--name",
+        "a1",
+        "--network",
+        "none",
+        "-v",
+        "/shared",
+        "busybox",
+        "true",
+    ]);
+    let c: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", "a1"])).unwrap();
+    let shared = c[0]["Mounts"][0]["Name"].as_str().unwrap().to_string();
+    tb.ok(&[
+        "create",
+        "--name",
+        "b1",
+        "--network",
+        "none",
+        "-v",
+        &format!("{shared}:/x"),
+        "busybox",
+        "true",
+    ]);
+    tb.ok(&["rm", "-v", "a1"]);
+    assert!(vol_dir(&tb, &shared).exists(), "b1 still names it");
+    tb.ok(&["rm", "b1"]);
+    tb.ok(&["volume", "rm", &shared]);
     // run --rm takes its anonymous volumes with it; named ones stay
     tb.ok(&[
         "run",
@@ -370,6 +399,8 @@ fn bad_mounts_are_one_line_and_leave_nothing() {
         (&["--mount", "type=bind,target=/x"], "a bind needs source="),
         (&["--tmpfs", "/t:uid=0"], "invalid tmpfs option"),
         (&["-v", "ok1:/"], "the root cannot be a mount"),
+        (&["-v", "ok1:/."], "the root cannot be a mount"),
+        (&["-v", "v1:/d", "-v", "v2:/d/s"], "inside the volume at /d"),
     ] {
         let mut a = vec!["run", "--rm", "--network", "none"];
         a.extend_from_slice(args);

@@ -288,7 +288,7 @@ impl Engine {
             )));
         }
         // Volumes last among the checks: they are the first thing made on disk.
-        let made_volumes = self.prepare_mounts(&mut mounts, isolation)?;
+        let (made_volumes, volume_lock) = self.prepare_mounts(&mut mounts, isolation)?;
         let spec = SandboxSpec {
             process: ProcessSpec {
                 args,
@@ -334,8 +334,9 @@ impl Engine {
         } else {
             self.store.insert_named(&mut rec).map(|_| ())
         };
+        drop(volume_lock);
         if let Err(e) = inserted {
-            self.unprepare_mounts(&made_volumes);
+            self.unprepare_mounts(&made_volumes, &id);
             return Err(e.into());
         }
         let net_name = match &choice {
@@ -373,7 +374,7 @@ impl Engine {
                 if let Some(n) = &net_name {
                     self.release_lease(n, &id);
                 }
-                self.unprepare_mounts(&made_volumes);
+                self.unprepare_mounts(&made_volumes, &id);
                 Err(e)
             }
         }

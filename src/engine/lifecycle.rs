@@ -404,6 +404,21 @@ impl Engine {
                 }
             }
         }
+        let dir = self.paths.container_dir(&rec.id);
+        if crate::volume::vm::pending(&dir) {
+            // A microVM's volume data still on its disks: back into the volumes, or
+            // the container stays (unless forced) so that nothing is lost unasked.
+            if let Err(e) =
+                crate::volume::vm::write_back(&self.paths.root, &dir, &rec.spec.mounts, volumes)
+            {
+                if !force {
+                    return Err(EngineError::Conflict(format!(
+                        "cannot remove container {}: {e}; rm -f removes it anyway",
+                        rec.name
+                    )));
+                }
+            }
+        }
         match self.store.remove(&rec.id) {
             Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
             Err(e) => return Err(e.into()),

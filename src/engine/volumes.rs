@@ -14,14 +14,37 @@ pub struct VolumeInfo {
     pub users: Vec<String>,
 }
 
-/// Remove the anonymous volumes of a removed container (`rm -v`, `run --rm`).
+/// Names of the volumes some container other than `except` names.
+fn named_by_others(
+    root: &std::path::Path,
+    except: &str,
+) -> Option<std::collections::HashSet<String>> {
+    let store = crate::state::Store::open(root).ok()?;
+    Some(
+        store
+            .list()
+            .ok()?
+            .into_iter()
+            .filter(|r| r.id != except)
+            .flat_map(|r| r.spec.mounts)
+            .filter(|m| m.kind == MountKind::Volume)
+            .map(|m| m.source)
+            .collect(),
+    )
+}
+
+/// Remove the anonymous volumes of a removed container (`rm -v`, `run --rm`) that no
+/// other container names (`-v <its id>:/x` makes one shared).
 pub fn release_anonymous(root: &std::path::Path, rec: &ContainerRecord) {
     let Ok(vs) = VolumeStore::open(root) else {
         return;
     };
     let Ok(_l) = vs.lock() else { return };
+    let Some(others) = named_by_others(root, &rec.id) else {
+        return;
+    };
     for m in &rec.spec.mounts {
-        if m.kind == MountKind::Volume && m.anonymous {
+        if m.kind == MountKind::Volume && m.anonymous && !others.contains(&m.source) {
             let _ = vs.remove(&m.source);
         }
     }
@@ -50,12 +73,14 @@ impl Engine {
 
     /// For `create`: bind sources must exist; named volumes are made if missing,
     /// anonymous ones made fresh (their names filled in). Returns the volumes this
-    /// call made, for the caller to remove if the create fails later.
+    /// call made, for the caller to remove if the create fails later, and the volume
+    /// store's lock, to hold until the container's record names them (so that no
+    /// prune or rm takes them meanwhile).
     pub(crate) fn prepare_mounts(
         &self,
         mounts: &mut [Mount],
         isolation: Isolation,
-    ) -> Result<Vec<String>, EngineError> {
+    ) -> Result<(Vec<String>, Option<crate::util::fs::Lock>), EngineError> {
         for m in mounts.iter() {
             if m.kind == MountKind::Bind {
                 if std::fs::symlink_metadata(&m.source).is_err() {
@@ -79,11 +104,26 @@ impl Engine {
                 }
             }
         }
+        if isolation == Isolation::Vm {
+            // Two disks of one volume would be written back one over the other.
+            let mut seen = std::collections::HashSet::new();
+            for m in mounts
+                .iter()
+                .filter(|m| m.kind == MountKind::Volume && !m.anonymous)
+            {
+                if !seen.insert(m.source.as_str()) {
+                    return Err(EngineError::Invalid(format!(
+                        "volume {} is mounted twice: a microVM takes each volume once",
+                        m.source
+                    )));
+                }
+            }
+        }
         if !mounts.iter().any(|m| m.kind == MountKind::Volume) {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
         let vs = self.volume_store()?;
-        let _l = vs.lock()?;
+        let lock = vs.lock()?;
         let mut made = Vec::new();
         let result = (|| {
             for m in mounts.iter_mut().filter(|m| m.kind == MountKind::Volume) {
@@ -105,14 +145,19 @@ impl Engine {
             }
             return Err(e);
         }
-        Ok(made)
+        Ok((made, Some(lock)))
     }
 
-    /// Undo [`Engine::prepare_mounts`] after a failed create.
-    pub(crate) fn unprepare_mounts(&self, made: &[String]) {
+    /// Undo [`Engine::prepare_mounts`] after a failed create: the volumes it made,
+    /// unless another container names them by now.
+    pub(crate) fn unprepare_mounts(&self, made: &[String], id: &str) {
+        if made.is_empty() {
+            return;
+        }
         if let Ok(vs) = self.volume_store() {
             if let Ok(_l) = vs.lock() {
-                for n in made {
+                let others = named_by_others(&self.paths.root, id).unwrap_or_default();
+                for n in made.iter().filter(|n| !others.contains(*n)) {
                     let _ = vs.remove(n);
                 }
             }

@@ -58,6 +58,8 @@ fn start_dns_tcp_relay() -> io::Result<()> {
 }
 
 fn splice_to_host(c: TcpStream) -> io::Result<()> {
+    // An idle client ends its connection (and the host's thread for it).
+    c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
     let host = super::agent::vsock_connect(HOST_CID, super::protocol::DNS_PORT)?;
     let (mut c_in, mut h_out) = (c.try_clone()?, host.try_clone()?);
     let up = std::thread::spawn(move || {

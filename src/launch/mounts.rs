@@ -134,9 +134,37 @@ pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()>
     Ok(())
 }
 
-/// Mount everything in `mounts` under `root`, in order.
+/// Copy-up into a volume directory other running containers may share: the tree is
+/// built beside it (where no container sees it) and its entries renamed in, so a
+/// symlink someone plants in the volume meanwhile is never followed.
+fn copy_up_aside(from: &Path, volume: &Path) -> io::Result<()> {
+    // A random name: containers copying up at once (each pid 1 in its namespace)
+    // never share it.
+    let parent = volume.parent().unwrap_or(volume);
+    let aside = tempfile::Builder::new()
+        .prefix("_copyup.")
+        .tempdir_in(parent)?
+        .keep();
+    let r = copy_tree(from, &aside).and_then(|_| {
+        for e in fs::read_dir(&aside)? {
+            let e = e?;
+            let dest = volume.join(e.file_name());
+            if fs::symlink_metadata(&dest).is_err() {
+                fs::rename(e.path(), &dest)?;
+            }
+        }
+        Ok(())
+    });
+    let _ = fs::remove_dir_all(&aside);
+    r
+}
+
+/// Mount everything in `mounts` under `root`, parents before children (`/run` before
+/// `/run/x`, whatever the order given).
 pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result<(), SetupError> {
-    for (i, m) in mounts.iter().enumerate() {
+    let mut order: Vec<(usize, &PlannedMount)> = mounts.iter().enumerate().collect();
+    order.sort_by_key(|(_, m)| m.target.split('/').filter(|c| !c.is_empty()).count());
+    for (i, m) in order {
         let t = m.target.as_str();
         let at = resolve_in(root, t).map_err(|e| err("resolve mount target", t, e))?;
         let file_bind = matches!(&m.source, MountSource::Bind(s) if !s.is_dir());
@@ -157,8 +185,9 @@ pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result
         };
         match &m.source {
             MountSource::Bind(src) => {
-                if m.copy_up && !file_bind && is_empty_dir(src) {
-                    copy_tree(&at, src).map_err(|e| err("copy the image's files into", t, e))?;
+                if m.copy_up && !m.readonly && !file_bind && is_empty_dir(src) {
+                    copy_up_aside(&at, src)
+                        .map_err(|e| err("copy the image's files into", t, e))?;
                 }
                 mount(
                     Some(src),

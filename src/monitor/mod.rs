@@ -412,18 +412,15 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             store.update(id, f)
         }
     };
-    let _ = record_exit(&|r| {
-        r.state.status = Status::Exited;
-        r.state.exit_code = Some(info.code);
-        r.state.oom_killed = info.oom_killed;
-        r.state.finished_at = Some(chrono::Utc::now());
-        r.state.pid = 0;
-        r.state.metrics = Some(metrics.clone());
-    });
-    shared.sandbox.cleanup();
-    if rec.spec.isolation == crate::spec::Isolation::Vm && !rec.spec.mounts.is_empty() {
-        // The guest is gone and its disks closed: volumes get their data back before
-        // anyone hears of the exit.
+    let vm_volumes = rec.spec.isolation == crate::spec::Isolation::Vm
+        && crate::volume::vm::disk_mounts(&rec.spec.mounts)
+            .next()
+            .is_some();
+    if vm_volumes {
+        // A microVM's volumes get their data back before the record says exited: until
+        // then stop, rm, restart and other containers of the volume wait (they act on
+        // an exited record only).
+        shared.sandbox.cleanup();
         if let Err(e) = crate::volume::vm::write_back(
             &paths.root,
             &paths.container_dir(id),
@@ -432,6 +429,17 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         ) {
             log_line(paths, id, &e.to_string());
         }
+    }
+    let _ = record_exit(&|r| {
+        r.state.status = Status::Exited;
+        r.state.exit_code = Some(info.code);
+        r.state.oom_killed = info.oom_killed;
+        r.state.finished_at = Some(chrono::Utc::now());
+        r.state.pid = 0;
+        r.state.metrics = Some(metrics.clone());
+    });
+    if !vm_volumes {
+        shared.sandbox.cleanup();
     }
     let final_rec = store.load(id).unwrap_or_else(|_| rec.clone());
     crate::network::session::unpublish(&paths.root, &store, !published.is_empty());
@@ -509,6 +517,17 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
     }
     let _ = std::fs::remove_dir_all(paths.run_dir(id));
     log_line(paths, id, "monitor found dead; container marked exited");
+    if rec.spec.isolation == crate::spec::Isolation::Vm {
+        // The VM died with its monitor: what its volumes' disks hold goes back now.
+        if let Err(e) = crate::volume::vm::write_back(
+            &paths.root,
+            &paths.container_dir(id),
+            &rec.spec.mounts,
+            rec.auto_remove,
+        ) {
+            log_line(paths, id, &e.to_string());
+        }
+    }
     if rec.auto_remove {
         let _ = store.remove(id);
         crate::network::session::unpublish(&paths.root, store, !rec.state.ports.is_empty());

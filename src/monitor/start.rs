@@ -78,6 +78,11 @@ pub fn start_backend(
             })?;
             let dir = paths.container_dir(&rec.id);
             let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
+            if crate::volume::vm::pending(&dir) {
+                // The last run's volume data first: a new disk would overwrite it.
+                crate::volume::vm::write_back(&paths.root, &dir, &rec.spec.mounts, false)
+                    .map_err(|e| SandboxError::Other(e.to_string()))?;
+            }
             let volumes = crate::volume::vm::build_disks(&paths.root, &dir, &rec.spec.mounts)
                 .map_err(|e| SandboxError::Other(e.to_string()))?;
             let (sb, io) = VmSandbox::start(VmStart {

@@ -185,15 +185,39 @@ pub fn serve_stream<S: Read + Write>(mut s: S, r: &dyn Resolver) {
     }
 }
 
+/// Most TCP DNS connections served at once; more are closed at once.
+const TCP_MAX: usize = 32;
+/// A TCP DNS connection's whole life, however it trickles.
+const TCP_LIFETIME: Duration = Duration::from_secs(30);
+
 /// Serve DNS over TCP (what resolvers fall back to for long answers): a thread per
-/// connection, dropped after 10 s without a query.
+/// connection, at most [`TCP_MAX`] at once, each closed after 10 s without traffic
+/// or [`TCP_LIFETIME`] in all.
 pub fn serve_tcp(l: TcpListener, r: Arc<dyn Resolver>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let live = Arc::new(AtomicUsize::new(0));
     loop {
         match l.accept() {
             Ok((c, _)) => {
+                if live.load(Ordering::SeqCst) >= TCP_MAX {
+                    continue;
+                }
                 let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
-                let r = r.clone();
-                std::thread::spawn(move || serve_stream(c, r.as_ref()));
+                let _ = c.set_write_timeout(Some(Duration::from_secs(10)));
+                let Ok(killer) = c.try_clone() else { continue };
+                live.fetch_add(1, Ordering::SeqCst);
+                let (r, live) = (r.clone(), live.clone());
+                let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+                std::thread::spawn(move || {
+                    // Ends the connection at its deadline, or as soon as it is over.
+                    let _ = done_rx.recv_timeout(TCP_LIFETIME);
+                    let _ = killer.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    serve_stream(c, r.as_ref());
+                    drop(done_tx);
+                    live.fetch_sub(1, Ordering::SeqCst);
+                });
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             // Out of descriptors or memory: try again later rather than give up.

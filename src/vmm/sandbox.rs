@@ -289,6 +289,8 @@ impl VmSandbox {
             let _ = std::fs::remove_file(&p);
             let dns = UnixListener::bind(&p)?;
             std::thread::spawn(move || {
+                // No timeout here: the guest's UDP relay keeps one stream open for
+                // the VM's life (its TCP relay opens one per connection).
                 for c in dns.incoming().flatten() {
                     let r = r.clone();
                     std::thread::spawn(move || crate::network::dns::serve_stream(c, r.as_ref()));

@@ -32,7 +32,8 @@ pub fn valid_name(n: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
 }
 
-fn check_target(t: &str) -> Result<(), String> {
+/// Checked, then cleaned (`/data/./x/` -> `/data/x`).
+fn check_target(t: &str) -> Result<String, String> {
     if !t.starts_with('/') {
         return Err(format!(
             "invalid mount target {t:?}: it must be an absolute path"
@@ -41,10 +42,13 @@ fn check_target(t: &str) -> Result<(), String> {
     if t.split('/').any(|c| c == "..") {
         return Err(format!("invalid mount target {t:?}: '..' is not allowed"));
     }
-    if t.trim_end_matches('/').is_empty() {
-        return Err("invalid mount target \"/\": the root cannot be a mount".into());
+    let c = clean(t);
+    if c == "/" {
+        return Err(format!(
+            "invalid mount target {t:?}: the root cannot be a mount"
+        ));
     }
-    Ok(())
+    Ok(c)
 }
 
 /// Strip trailing slashes and `.` components: `/data/./x/` -> `/data/x`.
@@ -83,20 +87,23 @@ pub fn parse_volume_flag(spec: &str) -> Result<Mount, String> {
         [s, t, o] => (Some(*s), *t, Some(*o)),
         _ => return Err(format!("invalid volume specification {spec:?}")),
     };
-    check_target(target)?;
+    let target = check_target(target)?;
     let mut m = match src {
         None => {
-            let mut m = mount(MountKind::Volume, "", &clean(target));
+            let mut m = mount(MountKind::Volume, "", &target);
             m.anonymous = true;
             m
         }
-        Some(s) => mount(source_kind(s)?, s, &clean(target)),
+        Some(s) => mount(source_kind(s)?, s, &target),
     };
     for o in opts.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
         match o {
             "ro" => m.readonly = true,
             "rw" => m.readonly = false,
             "nocopy" if m.kind == MountKind::Volume => m.nocopy = true,
+            // SELinux relabelling and propagation: nothing to do here (no SELinux
+            // labels, and every mount is private to its container).
+            "z" | "Z" | "private" | "rprivate" => {}
             _ => {
                 return Err(format!(
                     "invalid volume option {o:?} in {spec:?}: use ro, rw or nocopy"
@@ -161,8 +168,8 @@ pub fn parse_mount_flag(spec: &str) -> Result<Mount, String> {
     }
     let kind = kind.unwrap_or(MountKind::Volume);
     let target = target.ok_or_else(|| format!("--mount {spec:?}: target= is required"))?;
-    check_target(&target)?;
-    let mut m = mount(kind, "", &clean(&target));
+    let target = check_target(&target)?;
+    let mut m = mount(kind, "", &target);
     m.readonly = readonly;
     match kind {
         MountKind::Bind => {
@@ -204,8 +211,8 @@ pub fn parse_mount_flag(spec: &str) -> Result<Mount, String> {
 /// `--tmpfs`.
 pub fn parse_tmpfs_flag(spec: &str) -> Result<Mount, String> {
     let (target, opts) = spec.split_once(':').unwrap_or((spec, ""));
-    check_target(target)?;
-    let mut m = mount(MountKind::Tmpfs, "", &clean(target));
+    let target = check_target(target)?;
+    let mut m = mount(MountKind::Tmpfs, "", &target);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         match o.split_once('=') {
             Some(("size", v)) => m.tmpfs_size = Some(parse_size(v)?),
@@ -243,6 +250,25 @@ pub fn parse_all(
         }
         out.push(m);
     }
+    // A target inside a volume or bind mount would be resolved in a tree other
+    // containers (or the host) may change between the check and the mount.
+    for a in &out {
+        for b in &out {
+            if a.kind != MountKind::Tmpfs && b.target.starts_with(&format!("{}/", a.target)) {
+                return Err(format!(
+                    "mount target {} is inside the {} at {}: mounts inside volumes and bind \
+                     mounts are not supported",
+                    b.target,
+                    if a.kind == MountKind::Volume {
+                        "volume"
+                    } else {
+                        "bind mount"
+                    },
+                    a.target
+                ));
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -264,6 +290,7 @@ mod tests {
         assert!(m.anonymous && m.kind == MountKind::Volume && m.source.is_empty());
         let m = parse_volume_flag("/cache:ro").unwrap();
         assert!(m.anonymous && m.readonly);
+        assert!(parse_volume_flag("/srv:/srv:ro,z").unwrap().readonly);
         let m = parse_volume_flag("db:/data/./x/:nocopy").unwrap();
         assert_eq!(m.target, "/data/x");
         assert!(m.nocopy);
@@ -278,6 +305,8 @@ mod tests {
             "Bad Name:/x",
             "/a/../b:/x",
             "x:/",
+            "x:/.",
+            "x:/a/..",
             "a:/b:/c:ro",
             "/h:/x:nocopy",
             "d:/x/../y",
@@ -353,6 +382,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all.len(), 3);
+    }
+
+    #[test]
+    fn nothing_inside_volumes_or_binds_but_inside_tmpfs_is_fine() {
+        let e = parse_all(&["v1:/data".into(), "v2:/data/sub".into()], &[], &[]).unwrap_err();
+        assert!(e.contains("inside the volume at /data"), "{e}");
+        let e = parse_all(&["/srv:/w".into()], &[], &["/w/t".into()]).unwrap_err();
+        assert!(e.contains("inside the bind mount at /w"), "{e}");
+        assert!(parse_all(&["v1:/run/x".into()], &[], &["/run".into()]).is_ok());
+        assert!(parse_all(&["v1:/data".into(), "v2:/database".into()], &[], &[]).is_ok());
     }
 
     #[test]

@@ -40,6 +40,20 @@ fn disk_path(container_dir: &Path, k: usize) -> PathBuf {
     container_dir.join(format!("volume-{k}.ext4"))
 }
 
+/// Whether disks of an earlier run are still there (a copy-back that failed, or a
+/// monitor that died before it): their data must go back before anything else.
+pub fn pending(container_dir: &Path) -> bool {
+    std::fs::read_dir(container_dir)
+        .map(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with("volume-") && n.ends_with(".ext4")
+            })
+        })
+        .unwrap_or(false)
+}
+
 /// Make the disks for a start.
 pub fn build_disks(
     root: &Path,

@@ -87,6 +87,49 @@ fn is_empty_dir(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Copy a file's data and keep its holes: only the extents SEEK_DATA finds are
+/// written, so a sparse file claiming terabytes (a guest could make one on its volume
+/// disk) costs the host no more than it cost the guest.
+fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    use std::os::fd::AsRawFd;
+    let mut src = fs::File::open(from)?;
+    let len = src.metadata()?.len();
+    let mut dst = fs::File::create(to)?;
+    let mut pos: i64 = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    while (pos as u64) < len {
+        // SAFETY: lseek on a descriptor `src` owns; no memory is passed.
+        let data = unsafe { libc::lseek(src.as_raw_fd(), pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole up to the end
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src.as_raw_fd(), data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        src.seek(SeekFrom::Start(data as u64))?;
+        dst.seek(SeekFrom::Start(data as u64))?;
+        let mut left = (hole - data) as u64;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = src.read(&mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            dst.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        pos = hole;
+    }
+    dst.set_len(len)
+}
+
 /// Copy a tree with owners, modes, symlinks and times (what an image's directory
 /// brings into a new volume). Sockets, fifos and devices are skipped.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
@@ -108,7 +151,7 @@ pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()>
             fs::create_dir(&to)?;
             copy_tree(&from, &to)?;
         } else if ft.is_file() {
-            fs::copy(&from, &to)?;
+            copy_sparse(&from, &to)?;
         } else if ft.is_symlink() {
             std::os::unix::fs::symlink(fs::read_link(&from)?, &to)?;
         } else {
@@ -282,6 +325,36 @@ mod tests {
         assert_eq!(resolve_in(r, "/../../x").unwrap(), r.join("x"));
         assert_eq!(resolve_in(r, "/new/dir").unwrap(), r.join("new/dir"));
         assert!(resolve_in(r, "/loop1").is_err());
+    }
+
+    #[test]
+    fn sparse_files_stay_sparse() {
+        use std::io::{Seek, SeekFrom, Write};
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let mut f = fs::File::create(&a).unwrap();
+        f.write_all(b"head").unwrap();
+        f.seek(SeekFrom::Start(1 << 30)).unwrap();
+        f.write_all(b"tail").unwrap();
+        drop(f);
+        copy_sparse(&a, &b).unwrap();
+        let m = fs::metadata(&b).unwrap();
+        assert_eq!(m.len(), (1 << 30) + 4);
+        assert!(
+            m.blocks() * 512 < 1 << 20,
+            "a 1 GiB hole is not written out"
+        );
+        let mut g = fs::File::open(&b).unwrap();
+        let mut four = [0u8; 4];
+        std::io::Read::read_exact(&mut g, &mut four).unwrap();
+        assert_eq!(&four, b"head");
+        g.seek(SeekFrom::Start(1 << 30)).unwrap();
+        std::io::Read::read_exact(&mut g, &mut four).unwrap();
+        assert_eq!(&four, b"tail");
+        let e = d.path().join("empty");
+        fs::write(&e, b"").unwrap();
+        copy_sparse(&e, &d.path().join("e2")).unwrap();
+        assert_eq!(fs::metadata(d.path().join("e2")).unwrap().len(), 0);
     }
 
     #[test]

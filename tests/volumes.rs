@@ -7,6 +7,12 @@ mod common;
 use common::*;
 use std::process::Command;
 
+/// The volume name of a container's first mount.
+fn first_volume(tb: &Tb, container: &str) -> String {
+    let c: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", container])).unwrap();
+    c[0]["Mounts"][0]["Name"].as_str().unwrap().to_string()
+}
+
 fn vol_dir(tb: &Tb, name: &str) -> std::path::PathBuf {
     tb.root().join("volumes").join(name).join("_data")
 }
@@ -148,8 +154,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         "-c",
         "echo c > /cache/x",
     ]);
-    let c: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", "keep"])).unwrap();
-    let name = c[0]["Mounts"][0]["Name"].as_str().unwrap().to_string();
+    let name = first_volume(&tb, "keep");
     assert_eq!(
         name.len(),
         64,
@@ -196,8 +201,7 @@ fn anonymous_volumes_go_with_rm_v_and_run_rm() {
         "busybox",
         "true",
     ]);
-    let c: serde_json::Value = serde_json::from_str(&tb.ok(&["inspect", "a1"])).unwrap();
-    let shared = c[0]["Mounts"][0]["Name"].as_str().unwrap().to_string();
+    let shared = first_volume(&tb, "a1");
     tb.ok(&[
         "create",
         "--name",
@@ -408,36 +412,15 @@ fn bad_mounts_are_one_line_and_leave_nothing() {
         tb.fails(&a, 125, needle);
     }
     // a failing create after volumes were made removes the ones it made
-    tb.fails(
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "fresh:/f",
-            "--cpuset-cpus",
-            "4000",
-            "busybox",
-            "true",
-        ],
-        125,
-        "not available",
-    );
-    tb.fails(
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            "fresh:/f",
-            "nosuchimage:1",
-            "true",
-        ],
-        125,
-        "no such image",
-    );
+    for (bad, needle) in [
+        (&["--cpuset-cpus", "4000", "busybox"][..], "not available"),
+        (&["nosuchimage:1"], "no such image"),
+    ] {
+        let mut a = vec!["run", "--rm", "--network", "none", "-v", "fresh:/f"];
+        a.extend_from_slice(bad);
+        a.push("true");
+        tb.fails(&a, 125, needle);
+    }
     assert_eq!(tb.ok(&["volume", "ls", "-q"]), "", "no volume left behind");
     assert!(tb.all_ids().is_empty());
     tb.assert_clean(&[]);

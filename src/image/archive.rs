@@ -136,14 +136,7 @@ struct TarOut<W: Write> {
 
 impl<W: Write> TarOut<W> {
     fn file(&mut self, name: &str, data: &[u8]) -> Result<(), ImageError> {
-        let mut h = tar::Header::new_ustar();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o644);
-        h.set_mtime(0);
-        h.set_entry_type(tar::EntryType::Regular);
-        self.b
-            .append_data(&mut h, name, data)
-            .map_err(|e| bad(format!("writing the archive: {e}")))
+        self.file_from(name, data.len() as u64, data)
     }
 
     /// A file of `size` bytes streamed from `data`.

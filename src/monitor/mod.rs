@@ -412,15 +412,15 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
             store.update(id, f)
         }
     };
-    let vm_volumes = rec.spec.isolation == crate::spec::Isolation::Vm
+    // The sandbox is torn down (cgroup gone, VM stopped) and a microVM's volumes get
+    // their data back before the record says exited: stop, rm, restart and other
+    // containers of the volume act on an exited record only, and find nothing left.
+    shared.sandbox.cleanup();
+    if rec.spec.isolation == crate::spec::Isolation::Vm
         && crate::volume::vm::disk_mounts(&rec.spec.mounts)
             .next()
-            .is_some();
-    if vm_volumes {
-        // A microVM's volumes get their data back before the record says exited: until
-        // then stop, rm, restart and other containers of the volume wait (they act on
-        // an exited record only).
-        shared.sandbox.cleanup();
+            .is_some()
+    {
         if let Err(e) = crate::volume::vm::write_back(
             &paths.root,
             &paths.container_dir(id),
@@ -438,9 +438,6 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.pid = 0;
         r.state.metrics = Some(metrics.clone());
     });
-    if !vm_volumes {
-        shared.sandbox.cleanup();
-    }
     let final_rec = store.load(id).unwrap_or_else(|_| rec.clone());
     crate::network::session::unpublish(&paths.root, &store, !published.is_empty());
     drop(net_session);

@@ -6,8 +6,7 @@ use common::*;
 use std::process::Command;
 
 fn image_id(tb: &Tb, r: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&tb.ok(&["image", "inspect", r])).unwrap();
-    v[0]["Id"].as_str().unwrap().to_string()
+    tb.image_field(r, "Id")
 }
 
 #[test]

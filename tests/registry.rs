@@ -72,8 +72,7 @@ fn registry_at(tb: &Tb, addr: &str, port: u16, htpasswd: Option<(&str, &str)>) -
 }
 
 fn manifest_of(tb: &Tb, r: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&tb.ok(&["image", "inspect", r])).unwrap();
-    v[0]["Manifest"].as_str().unwrap().to_string()
+    tb.image_field(r, "Manifest")
 }
 
 #[test]

@@ -408,11 +408,7 @@ fn foreign_images_run_in_microvms() {
         debian_tarball().to_str().unwrap(),
         "debian:bookworm",
     ]);
-    let id = |tb: &Tb, image: &str| {
-        let v: serde_json::Value =
-            serde_json::from_str(&tb.ok(&["image", "inspect", image])).unwrap();
-        v[0]["Id"].as_str().unwrap().to_string()
-    };
+    let id = |tb: &Tb, image: &str| tb.image_field(image, "Id");
     let debian_id = id(&tb, "debian:bookworm");
     let busybox_id = id(&tb, "busybox");
     let debian = dir.join("debian.tar");

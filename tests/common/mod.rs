@@ -196,6 +196,16 @@ impl Tb {
         );
     }
 
+    /// A string field of `image inspect IMAGE` (Id, Manifest, …).
+    pub fn image_field(&self, image: &str, key: &str) -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
+        v[0][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("image inspect {image}: no string {key}"))
+            .to_string()
+    }
+
     /// How many blobs the image store holds.
     pub fn blob_count(&self) -> usize {
         std::fs::read_dir(self.root().join("images/blobs/sha256"))

@@ -12,6 +12,7 @@ fn bench_startup_writes_samples_and_charts() {
         "bench",
         "startup",
         "cpu",
+        "io",
         "--runs",
         "3",
         "--no-vm",
@@ -50,6 +51,30 @@ fn bench_startup_writes_samples_and_charts() {
     let svg = std::fs::read_to_string(out_dir.join("startup.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("twinbox --isolation process"));
     assert!(out_dir.join("cpu.svg").exists());
+    // io: the writable layer and a volume, both measured; the bench's volume is gone
+    let io = v["suites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["suite"] == "io")
+        .unwrap();
+    for name in [
+        "twinbox --isolation process (writable layer)",
+        "twinbox --isolation process (volume)",
+    ] {
+        let s = io["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {io}"));
+        assert_eq!(s["samples"].as_array().map(|a| a.len()), Some(3), "{s}");
+    }
+    assert_eq!(
+        tb.ok(&["volume", "ls", "-q"]),
+        "",
+        "the bench's volume is removed"
+    );
     tb.fails(&["bench", "nosuchsuite"], 125, "unknown suite");
     tb.assert_clean(&[]);
 }

@@ -408,9 +408,12 @@ fn real_ms(stderr: &str) -> Option<f64> {
 const CPU_LOOP: &str = "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done";
 
 /// A workload timed inside the sandbox with `time -p`: ms per run.
+/// `script`'s wall time (busybox `time -p`, measured where it runs), `runs` times
+/// after one warm-up: on the host, or in a container with `run_args` (e.g. `-v`).
 fn timed_inside(
     engine: &crate::engine::Engine,
     isolation: Option<&str>,
+    run_args: &[&str],
     script: &str,
     runs: usize,
 ) -> Result<Vec<f64>, String> {
@@ -421,18 +424,9 @@ fn timed_inside(
                 .args(["time", "-p", "/bin/busybox", "sh", "-c", script])
                 .output(),
             Some(iso) => twinbox(&engine.paths)
-                .args([
-                    "run",
-                    "--rm",
-                    "--isolation",
-                    iso,
-                    "busybox",
-                    "time",
-                    "-p",
-                    "sh",
-                    "-c",
-                    script,
-                ])
+                .args(["run", "--rm", "--isolation", iso])
+                .args(run_args)
+                .args(["busybox", "time", "-p", "sh", "-c", script])
                 .output(),
         }
         .map_err(|e| e.to_string())?;
@@ -452,7 +446,7 @@ pub fn cpu(
     location: &str,
 ) -> Vec<Series> {
     let mut out = Vec::new();
-    match timed_inside(engine, None, CPU_LOOP, runs) {
+    match timed_inside(engine, None, &[], CPU_LOOP, runs) {
         Ok(v) => out.push(series(&format!("host ({location})"), location, v)),
         Err(e) => out.push(skipped("host", &e)),
     }
@@ -461,7 +455,7 @@ pub fn cpu(
         out.push(measured(
             &name,
             location,
-            timed_inside(engine, Some(iso), CPU_LOOP, runs),
+            timed_inside(engine, Some(iso), &[], CPU_LOOP, runs),
         ));
     }
     out
@@ -480,7 +474,7 @@ pub fn io(
     let dir = engine.paths.root.join("bench-io");
     let _ = std::fs::create_dir_all(&dir);
     let host_script = IO_SCRIPT.replace("/tmp/tb-io", &dir.join("f").display().to_string());
-    match timed_inside(engine, None, &host_script, runs) {
+    match timed_inside(engine, None, &[], &host_script, runs) {
         Ok(v) => out.push(series(
             &format!("host filesystem ({location})"),
             location,
@@ -494,8 +488,25 @@ pub fn io(
         out.push(measured(
             &name,
             location,
-            timed_inside(engine, Some(iso), IO_SCRIPT, runs),
+            timed_inside(engine, Some(iso), &[], IO_SCRIPT, runs),
         ));
+        // A volume: a bind mount of a host directory for a process container, a
+        // virtio-blk disk for a microVM (the copy in and out is outside the timing).
+        let name = format!("twinbox --isolation {iso} (volume)");
+        let vol = format!("tb-bench-io-{}", std::process::id());
+        let script = IO_SCRIPT.replace("/tmp/tb-io", "/vol/tb-io");
+        out.push(measured(
+            &name,
+            location,
+            timed_inside(
+                engine,
+                Some(iso),
+                &["-v", &format!("{vol}:/vol")],
+                &script,
+                runs,
+            ),
+        ));
+        let _ = engine.volume_remove(&vol);
     }
     out
 }

@@ -1,9 +1,9 @@
 //! twinbox: one container image, two isolation models (process and KVM microVM),
 //! one Docker-like CLI, and the tools to compare them.
 
-pub mod archive;
 pub mod bench;
 pub mod cli;
+pub mod cptar;
 pub mod engine;
 pub mod explain;
 pub mod guest;
@@ -15,6 +15,7 @@ pub mod network;
 pub mod paths;
 pub mod process;
 pub mod sandbox;
+pub mod security;
 pub mod settings;
 pub mod spec;
 pub mod state;

@@ -3,6 +3,11 @@
 use clap::Parser;
 
 fn main() {
+    if std::env::args_os().next().as_deref()
+        == Some(std::ffi::OsStr::new(twinbox::process::exec_shim::SHIM_ARG0))
+    {
+        twinbox::process::exec_shim::main();
+    }
     // Like other command-line tools, end quietly when stdout goes away (`| head`).
     // SAFETY: setting a signal disposition to the default; no handler involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

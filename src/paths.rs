@@ -12,7 +12,36 @@ pub struct Paths {
     pub run: PathBuf,
 }
 
+/// The state root's subtrees (each holds something a host user must not reach: image
+/// layers and containers' writable layers with their setuid files, records with
+/// `-e SECRET=…`, logs, volumes).
+const SUBTREES: &[&str] = &["containers", "images", "volumes", "networks", "cache"];
+
 impl Paths {
+    /// Create the state and runtime roots, owner-only (0700), and make the known
+    /// subtrees owner-only too — an older install's 0755 ones included. Nothing below
+    /// either root is reachable by another host user, as with Docker's 0710/0700.
+    pub fn prepare(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let owner_only = || std::fs::Permissions::from_mode(0o700);
+        for d in [&self.root, &self.run] {
+            std::fs::create_dir_all(d)?;
+            std::fs::set_permissions(d, owner_only())?;
+        }
+        for name in SUBTREES {
+            let d = self.root.join(name);
+            match std::fs::symlink_metadata(&d) {
+                Ok(m) if m.is_dir() && m.permissions().mode() & 0o077 == 0 => {}
+                Ok(m) if m.is_dir() => std::fs::set_permissions(&d, owner_only())?,
+                _ => {
+                    std::fs::create_dir_all(&d)?;
+                    std::fs::set_permissions(&d, owner_only())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn new(root: &Path, run: &Path) -> Paths {
         Paths {
             root: root.to_path_buf(),
@@ -40,6 +69,11 @@ impl Paths {
 
     pub fn control_socket(&self, id: &str) -> PathBuf {
         self.run_dir(id).join("ctl.sock")
+    }
+
+    /// Compiled seccomp filters, by profile and capabilities.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join("cache").join("seccomp")
     }
 
     pub fn rootfs_mount(&self, id: &str) -> PathBuf {

@@ -160,6 +160,43 @@ pub struct Mount {
     pub tmpfs_exec: bool,
 }
 
+/// The seccomp filter a container asks for (`--security-opt seccomp=…`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase", tag = "mode", content = "profile")]
+pub enum Seccomp {
+    /// Docker's default profile.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A profile in Docker's JSON format (its text, kept with the container).
+    Custom(String),
+}
+
+/// How a container is confined beyond its namespaces: Docker's `--privileged`,
+/// `--cap-add/--cap-drop`, `--security-opt` and `--read-only`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Security {
+    /// Every capability, no seccomp, every device, /sys and /proc unmasked.
+    #[serde(default)]
+    pub privileged: bool,
+    /// Canonical names (`CAP_NET_ADMIN`) or `ALL`.
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    #[serde(default)]
+    pub no_new_privileges: bool,
+    #[serde(default)]
+    pub seccomp: Seccomp,
+    /// `systempaths=unconfined`: /proc and /sys paths Docker masks stay visible.
+    #[serde(default)]
+    pub unmask_system_paths: bool,
+    /// The root filesystem is mounted read-only (volumes and tmpfs mounts stay writable).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
 /// Where twinbox's embedded DNS responder listens inside a sandbox (Docker's address).
 pub const EMBEDDED_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
 
@@ -181,6 +218,8 @@ pub struct SandboxSpec {
     /// Volumes, bind mounts and tmpfs mounts, in the order given.
     #[serde(default)]
     pub mounts: Vec<Mount>,
+    #[serde(default)]
+    pub security: Security,
 }
 
 impl ProcessSpec {

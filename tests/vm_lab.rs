@@ -68,9 +68,32 @@ echo "user=$(twinbox run --rm -u nobody -w /srv -e K=v --isolation vm busybox sh
 echo "host=$(twinbox run --rm -h vmhost --isolation vm busybox hostname)"
 echo "out=[$(twinbox run --rm --isolation vm busybox echo only-this)]"
 echo "mem=$(twinbox run --rm --memory 128m --cpus 2 --isolation vm busybox sh -c 'grep MemTotal /proc/meminfo | tr -s " " | cut -d" " -f2; nproc' | tr '\n' ' ')"
+st='grep -E "^(Seccomp|CapEff|NoNewPrivs):" /proc/self/status | tr -s "\t " " " | tr "\n" " "'
+echo "confined=$(twinbox run --rm --isolation vm busybox sh -c "$st")"
+echo "unconfined=$(twinbox run --rm --isolation vm --cap-drop ALL --security-opt seccomp=unconfined --security-opt no-new-privileges busybox sh -c "$st")"
+echo "userns=$(twinbox run --rm --isolation vm busybox sh -c 'unshare -U true 2>/dev/null; echo $?')"
+echo "ro=$(twinbox run --rm --isolation vm --read-only --tmpfs /run busybox sh -c 'touch /x 2>/dev/null; echo $?; touch /run/y && echo ok' | tr '\n' ' ')"
 echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
 "#);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // The same confinement as a process container, applied by the agent in the guest.
+    let caps = format!("{:016x}", twinbox::launch::caps::default_mask());
+    assert_eq!(
+        field(&out, "confined").trim(),
+        format!("CapEff: {caps} NoNewPrivs: 0 Seccomp: 2"),
+        "{out}"
+    );
+    assert_eq!(
+        field(&out, "unconfined").trim(),
+        "CapEff: 0000000000000000 NoNewPrivs: 1 Seccomp: 0",
+        "{out}"
+    );
+    assert_eq!(
+        field(&out, "userns"),
+        "1",
+        "seccomp refuses unshare in the guest too"
+    );
+    assert_eq!(field(&out, "ro"), "1 ok");
     let guest = field(&out, "guestkernel");
     assert!(!guest.is_empty());
     assert_ne!(guest, field(&out, "l1kernel"), "the VM has its own kernel");
@@ -242,6 +265,8 @@ id=$(twinbox run -d --cpuset-cpus 0 busybox sleep 30)
 echo "cpuset=$(cat /sys/fs/cgroup/twinbox/$id/cpuset.cpus)"
 twinbox rm -f $id >/dev/null
 twinbox run --rm --pids-limit 10 busybox sh -c 'for i in $(seq 1 30); do sleep 3 & done 2>/dev/null; echo forked'; echo "pids=$?"
+echo "devices=$(twinbox run --rm --network none busybox sh -c 'mknod /tmp/mem c 1 1 && head -c1 /tmp/mem >/dev/null 2>&1; echo $?; head -c1 /dev/zero | wc -c' | tr '\n' ' ')"
+echo "privdev=$(twinbox run --rm --network none --privileged busybox sh -c 'mknod /tmp/mem c 1 1 && head -c1 /tmp/mem | wc -c')"
 echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
 "#);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -260,6 +285,9 @@ echo "left=$(ls /sys/fs/cgroup/twinbox | grep -c '^[0-9a-f]\{64\}$')"
         "--cpuset-cpus written to the v2 group"
     );
     assert_eq!(field(&out, "left"), "0", "no cgroup left behind");
+    // v2's device rules are an eBPF program: a node can be made, not opened.
+    assert_eq!(field(&out, "devices").trim(), "1 1", "{out}");
+    assert_eq!(field(&out, "privdev"), "1", "{out}");
 }
 
 #[test]

@@ -84,6 +84,28 @@ pub struct CreateArgs {
     /// Isolation model: process (namespaces + cgroups) or vm (KVM microVM)
     #[arg(long, env = "TWINBOX_ISOLATION")]
     isolation: Option<Isolation>,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_PTRACE, ALL)
+    #[arg(long)]
+    cap_add: Vec<String>,
+    /// Drop Linux capabilities (NET_RAW, ALL)
+    #[arg(long)]
+    cap_drop: Vec<String>,
+    /// Give extended privileges: every capability and device, no seccomp, unmasked /proc and /sys
+    #[arg(long)]
+    privileged: bool,
+    /// Security options: seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false],
+    /// systempaths=unconfined
+    #[arg(long)]
+    security_opt: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long)]
+    read_only: bool,
+    /// Logging driver: json-file (default), local, none
+    #[arg(long)]
+    log_driver: Option<String>,
+    /// Log driver options: max-size=20m, max-file=5
+    #[arg(long)]
+    log_opt: Vec<String>,
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -123,6 +145,13 @@ impl CreateArgs {
             publish_all: self.publish_all,
             links: self.link.clone(),
             isolation: self.isolation,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            security_opt: self.security_opt.clone(),
+            read_only: self.read_only,
+            log_driver: self.log_driver.clone(),
+            log_opts: self.log_opt.clone(),
         }
     }
 }
@@ -353,9 +382,23 @@ pub fn rm(engine: &Engine, a: RmArgs) -> Result<i32, EngineError> {
 
 pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32, EngineError> {
     let recs = engine.list(a.all)?;
+    // A container whose record cannot be read is listed as dead, with why (rm -f
+    // removes it); the others are unaffected.
+    let damaged = if a.all { engine.damaged()? } else { Vec::new() };
+    let id_of = |id: &str| -> String {
+        if a.no_trunc {
+            id.to_string()
+        } else {
+            id.chars().take(12).collect()
+        }
+    };
     if a.quiet {
-        for r in &recs {
-            println!("{}", if a.no_trunc { &r.id } else { r.short_id() });
+        for id in recs
+            .iter()
+            .map(|r| &r.id)
+            .chain(damaged.iter().map(|d| &d.id))
+        {
+            println!("{}", id_of(id));
         }
         return Ok(0);
     }
@@ -366,6 +409,18 @@ pub fn ps(engine: &Engine, a: PsArgs) -> Result<i32, EngineError> {
             row.command = format!("\"{}\"", r.command_line());
         }
     }
+    rows.extend(damaged.iter().map(|d| crate::engine::ContainerSummary {
+        id: id_of(&d.id),
+        image: String::new(),
+        command: String::new(),
+        created_at: String::new(),
+        running_for: String::new(),
+        status: format!("Dead (record unreadable: {})", d.reason),
+        state: "dead".into(),
+        names: String::new(),
+        isolation: String::new(),
+        ports: String::new(),
+    }));
     match Format::parse(a.format.as_deref()) {
         Format::Json => {
             for r in &rows {
@@ -466,6 +521,7 @@ pub fn logs(engine: &Engine, a: LogsArgs) -> Result<i32, EngineError> {
             timestamps: a.timestamps,
         },
         &mut std::io::stdout(),
+        &mut std::io::stderr(),
     )?;
     Ok(0)
 }

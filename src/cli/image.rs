@@ -177,6 +177,11 @@ pub fn images(engine: &Engine, a: ImagesArgs) -> Result<i32, EngineError> {
     let _ = a.all;
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
+    for (name, reason) in engine.images.damaged()? {
+        Engine::warn(&format!(
+            "twinbox: image {name} is damaged ({reason}): `twinbox rmi {name}` removes it"
+        ));
+    }
     for img in engine.images.list()? {
         let created = img.config.created().clone().unwrap_or_default();
         let since = format::ago(&created, now);

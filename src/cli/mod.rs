@@ -200,11 +200,11 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     {
         // The monitor is long-lived and its children are containers: keep nothing we
         // inherited but stdio and the ready pipe.
-        crate::util::fs::close_inherited_fds(*ready_fd);
+        crate::util::fs::close_inherited_fds(&[*ready_fd]);
         // SAFETY: the fd was handed to us by the engine as the ready pipe's write end
         // and nothing else in this process owns it.
         let ready = ready_fd.map(|fd| unsafe { crate::process::file_from_raw(fd) });
-        return Ok(crate::monitor::run(&paths, id, *attach_first, ready));
+        return Ok(crate::monitor::run(&paths, id, *attach_first, ready, None));
     }
     if let Command::Version = &cli.command {
         return system::version();

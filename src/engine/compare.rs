@@ -88,8 +88,9 @@ impl Engine {
         let (rec, _) = self.run(o, true)?;
         let code = self.wait(&rec.id)?;
         let wall = t.elapsed().as_secs_f64() * 1e3;
-        let mut out = Vec::new();
-        self.logs(&rec.id, &super::LogOptions::default(), &mut out)?;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        self.logs(&rec.id, &super::LogOptions::default(), &mut out, &mut err)?;
+        out.extend(err);
         let rec = self.store.load(&rec.id)?;
         let _ = self.remove(&rec.id, true, true);
         let _ = code;

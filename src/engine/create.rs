@@ -1,8 +1,11 @@
 //! `create`: image config + the user's flags -> one SandboxSpec and a container record.
 
 use super::{io_err, user, Engine, EngineError};
+use crate::launch::caps;
 use crate::network::DEFAULT_NETWORK;
-use crate::spec::{merge_env, Isolation, NetworkMode, ProcessSpec, Resources, SandboxSpec};
+use crate::spec::{
+    merge_env, Isolation, NetworkMode, ProcessSpec, Resources, SandboxSpec, Seccomp, Security,
+};
 use crate::state::{ContainerRecord, ContainerState};
 use crate::util::ids;
 use std::path::PathBuf;
@@ -40,6 +43,14 @@ pub struct CreateOptions {
     pub volumes: Vec<String>,
     pub mounts: Vec<String>,
     pub tmpfs: Vec<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub privileged: bool,
+    /// `--security-opt` values.
+    pub security_opt: Vec<String>,
+    pub read_only: bool,
+    pub log_driver: Option<String>,
+    pub log_opts: Vec<String>,
 }
 
 /// Where `--network` puts a container.
@@ -49,30 +60,73 @@ enum NetChoice {
     Bridge(String),
 }
 
-/// `-e KEY` takes KEY from our environment; `-e KEY=V` is literal.
-fn expand_env(items: &[String]) -> Vec<String> {
-    items
-        .iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e.clone())
-            } else {
-                std::env::var(e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect()
+/// `-e KEY` takes KEY from our environment; `-e KEY=V` is literal. A variable needs a
+/// name: `=V` and an empty entry are refused, as Docker does.
+fn expand_env(items: &[String]) -> Result<Vec<String>, EngineError> {
+    let mut out = Vec::new();
+    for e in items {
+        let name = e.split('=').next().unwrap_or("");
+        if name.is_empty() || name.contains('\0') || e.contains('\0') {
+            return Err(EngineError::Invalid(format!(
+                "invalid environment variable {e:?}: it needs a name (KEY=VALUE)"
+            )));
+        }
+        if e.contains('=') {
+            out.push(e.clone());
+        } else if let Ok(v) = std::env::var(e) {
+            out.push(format!("{e}={v}"));
+        }
+    }
+    Ok(out)
+}
+
+/// `exec -e` values, checked like `run -e`.
+pub(crate) fn checked_env(items: &[String]) -> Result<Vec<String>, EngineError> {
+    expand_env(items)
+}
+
+/// A hostname the kernel and resolvers take: RFC 1123 labels, at most 63 characters
+/// (HOST_NAME_MAX is 64 with its NUL).
+pub(crate) fn check_hostname(h: &str) -> Result<(), EngineError> {
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if h.is_empty() || h.len() > 63 || !h.split('.').all(label) {
+        return Err(EngineError::Invalid(format!(
+            "invalid hostname {h:?}: letters, digits and '-' in dot-separated labels, at most 63 characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Memory of this host (MemTotal), in bytes.
+fn host_memory() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 fn read_env_file(path: &PathBuf) -> Result<Vec<String>, EngineError> {
     let s = std::fs::read_to_string(path)
         .map_err(io_err(format!("cannot read env file {}", path.display())))?;
-    Ok(expand_env(
+    expand_env(
         &s.lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(String::from)
             .collect::<Vec<_>>(),
-    ))
+    )
 }
 
 /// The default bridge's resolv.conf: the host's, without loopback nameservers (they
@@ -111,16 +165,78 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// `--privileged`, `--cap-add/--cap-drop`, `--security-opt`, `--read-only`, checked.
+fn security_options(o: &CreateOptions) -> Result<Security, EngineError> {
+    let caps = |v: &[String]| -> Result<Vec<String>, EngineError> {
+        v.iter()
+            .map(|c| caps::canonical(c).map_err(EngineError::Invalid))
+            .collect()
+    };
+    let mut sec = Security {
+        privileged: o.privileged,
+        cap_add: caps(&o.cap_add)?,
+        cap_drop: caps(&o.cap_drop)?,
+        read_only: o.read_only,
+        ..Default::default()
+    };
+    for opt in &o.security_opt {
+        // Docker accepts both KEY=VALUE and the older KEY:VALUE.
+        let (k, v) = opt
+            .split_once('=')
+            .or_else(|| opt.split_once(':'))
+            .unwrap_or((opt.as_str(), ""));
+        let bad = || EngineError::Invalid(format!("invalid --security-opt {opt:?}"));
+        match (k, v) {
+            ("no-new-privileges", "" | "true") => sec.no_new_privileges = true,
+            ("no-new-privileges", "false") => sec.no_new_privileges = false,
+            ("seccomp", "unconfined") => sec.seccomp = Seccomp::Unconfined,
+            ("seccomp", "") | ("no-new-privileges", _) => return Err(bad()),
+            ("seccomp", path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(io_err(format!("cannot read the seccomp profile {path}")))?;
+                crate::security::seccomp::parse(&text).map_err(|e| {
+                    EngineError::Invalid(format!("{path}: {}", crate::util::error_chain(&e)))
+                })?;
+                sec.seccomp = Seccomp::Custom(text);
+            }
+            ("systempaths", "unconfined") => sec.unmask_system_paths = true,
+            // No SELinux or AppArmor here: turning them off is what there already is.
+            ("label", "disable") | ("apparmor", "unconfined") => {}
+            ("label" | "apparmor", _) => {
+                return Err(EngineError::Invalid(format!(
+                    "--security-opt {opt}: twinbox has no SELinux or AppArmor support (only {k}={} is accepted)",
+                    if k == "label" { "disable" } else { "unconfined" }
+                )))
+            }
+            _ => return Err(bad()),
+        }
+    }
+    Ok(sec)
+}
+
 impl Engine {
-    /// Create a container (state `created`). On error nothing is left behind.
+    /// Create a container (state `created`). On error nothing is left behind, and if
+    /// this process is killed midway, what it made is discarded by the next command
+    /// that looks (see `state::Creating`).
     pub fn create(&self, o: &CreateOptions) -> Result<ContainerRecord, EngineError> {
+        let (rec, creating) = self.create_guarded(o)?;
+        creating.finish(&self.paths.container_dir(&rec.id));
+        Ok(rec)
+    }
+
+    /// `create`, still holding the creation lock (`run` keeps it until the monitor
+    /// has started the container).
+    pub(crate) fn create_guarded(
+        &self,
+        o: &CreateOptions,
+    ) -> Result<(ContainerRecord, crate::state::Creating), EngineError> {
         // Validate everything cheap before touching any store.
         let memory = o
             .memory
             .as_deref()
             .map(crate::util::size::parse_size)
             .transpose()
-            .map_err(EngineError::Invalid)?;
+            .map_err(|e| EngineError::Invalid(format!("invalid memory limit: {e}")))?;
         if let Some(m) = memory {
             if m < 6 * 1024 * 1024 {
                 return Err(EngineError::Invalid(
@@ -128,12 +244,30 @@ impl Engine {
                 ));
             }
         }
-        if let Some(c) = o.cpus {
-            if !(c > 0.0 && c.is_finite()) {
+        let isolation = o.isolation.unwrap_or_default();
+        if let Some(m) = memory {
+            // A limit above the host's memory limits nothing for a process container
+            // (Docker accepts it), but no microVM can have more RAM than the host, and
+            // no cgroup takes more than 8 EiB.
+            let host = host_memory().unwrap_or(u64::MAX);
+            if (isolation == Isolation::Vm && m > host) || m > (1u64 << 62) {
                 return Err(EngineError::Invalid(format!(
-                    "invalid --cpus {c}: must be a positive number"
+                    "invalid memory limit {}: more than this host's {} of memory",
+                    o.memory.as_deref().unwrap_or_default(),
+                    crate::util::size::human(host)
                 )));
             }
+        }
+        if let Some(c) = o.cpus {
+            let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+            if !(c.is_finite() && (0.01..=host).contains(&c)) {
+                return Err(EngineError::Invalid(format!(
+                    "invalid --cpus {c}: the range is 0.01 to {host:.2}, as there are only {host} CPUs available"
+                )));
+            }
+        }
+        if let Some(h) = &o.hostname {
+            check_hostname(h)?;
         }
         let cpuset_cpus = o
             .cpuset_cpus
@@ -152,7 +286,6 @@ impl Engine {
             NetChoice::Host => NetworkMode::Host,
             NetChoice::Bridge(_) => NetworkMode::Bridge,
         };
-        let isolation = o.isolation.unwrap_or_default();
         if isolation == Isolation::Vm && network == NetworkMode::Host {
             return Err(EngineError::Invalid(
                 "--network host cannot be used with --isolation vm: a microVM has its own network stack".into(),
@@ -212,6 +345,9 @@ impl Engine {
         }
         let mut mounts = crate::volume::parse::parse_all(&o.volumes, &o.mounts, &o.tmpfs)
             .map_err(EngineError::Invalid)?;
+        let security = security_options(o)?;
+        let log_config = crate::state::LogConfig::parse(o.log_driver.as_deref(), &o.log_opts)
+            .map_err(EngineError::Invalid)?;
         let mut env_from_files = Vec::new();
         for f in &o.env_files {
             env_from_files.extend(read_env_file(f)?);
@@ -253,7 +389,7 @@ impl Engine {
             .unwrap_or_default();
         let user = user::resolve(&user_str, &layers).map_err(EngineError::Invalid)?;
         let mut user_env = env_from_files;
-        user_env.extend(expand_env(&o.env));
+        user_env.extend(expand_env(&o.env)?);
         let env = merge_env(&cfg.env().clone().unwrap_or_default(), &user_env);
         let cwd = o
             .workdir
@@ -310,6 +446,7 @@ impl Engine {
             },
             isolation,
             mounts,
+            security,
         };
         let mut rec = ContainerRecord {
             id: id.clone(),
@@ -328,17 +465,21 @@ impl Engine {
             vm: None,
             ports,
             links,
+            log_config,
         };
         let inserted = if o.name.is_some() {
-            self.store.insert(&rec).map(|_| ())
+            self.store.insert(&rec)
         } else {
-            self.store.insert_named(&mut rec).map(|_| ())
+            self.store.insert_named(&mut rec).map(|(_, c)| c)
         };
         drop(volume_lock);
-        if let Err(e) = inserted {
-            self.unprepare_mounts(&made_volumes, &id);
-            return Err(e.into());
-        }
+        let creating = match inserted {
+            Ok(c) => c,
+            Err(e) => {
+                self.unprepare_mounts(&made_volumes, &id);
+                return Err(e.into());
+            }
+        };
         let net_name = match &choice {
             NetChoice::Bridge(n) => Some(n.clone()),
             _ => None,
@@ -368,7 +509,7 @@ impl Engine {
             Ok(rec)
         };
         match finish() {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok((r, creating)),
             Err(e) => {
                 let _ = self.store.remove(&id);
                 if let Some(n) = &net_name {

@@ -85,7 +85,18 @@ impl Engine {
 
     /// `rmi [-f] IMAGE`: untag a name, delete an image nobody else names or uses.
     pub fn image_remove(&self, reference: &str, force: bool) -> Result<RmiReport, EngineError> {
-        let img = self.images.find(reference)?;
+        let img = match self.images.find(reference) {
+            Err(crate::image::ImageError::Damaged { .. }) => {
+                // Nothing of it can be used: it leaves the index, its blobs with gc.
+                let _l = self.images.lock()?;
+                let tags = self.images.forget_damaged(reference)?;
+                self.images.gc(&self.images_in_use()?)?;
+                let mut out: Vec<String> = tags.iter().map(|t| format!("Untagged: {t}")).collect();
+                out.push(format!("Deleted damaged image {reference}"));
+                return Ok(out);
+            }
+            other => other?,
+        };
         let mut out = Vec::new();
         let users: Vec<_> = self
             .list(true)?
@@ -133,6 +144,16 @@ impl Engine {
             self.list(true)?.into_iter().map(|r| r.image_id).collect();
         let _l = self.images.lock()?;
         let mut gone = Vec::new();
+        // A damaged index is rebuilt from the stored manifests; images that cannot be
+        // loaded are dropped.
+        if let Some(n) = self.images.repair_index()? {
+            // The rebuilt images are untagged: this prune leaves them to their owner.
+            Engine::warn(&format!(
+                "twinbox: the image index was damaged: rebuilt with {n} images, untagged (`twinbox tag ID NAME` names them again; another prune removes the rest)"
+            ));
+            return Ok((gone, 0));
+        }
+        gone.extend(self.images.forget_all_damaged()?);
         for img in self.images.list()? {
             if (all || img.tags.is_empty()) && !used.contains(&img.id) {
                 self.images.remove_manifest(&img.manifest_digest)?;
@@ -220,6 +241,18 @@ impl Engine {
     pub fn image_load(&self, input: impl std::io::Read) -> Result<Vec<String>, EngineError> {
         let _l = self.images.lock()?;
         let loaded = crate::image::archive::load(&self.images, input)?;
+        // Every name is checked before any is applied: a bad one tags nothing, and the
+        // blobs just stored go again.
+        for (_, tags) in &loaded {
+            for t in tags {
+                if let Err(e) = crate::image::Reference::parse(t) {
+                    let _ = self.images.gc(&self.images_in_use()?);
+                    return Err(EngineError::Invalid(format!(
+                        "the archive names an image wrongly: {e}"
+                    )));
+                }
+            }
+        }
         let mut out = Vec::new();
         for (manifest, tags) in loaded {
             if tags.is_empty() {

@@ -2,7 +2,7 @@
 
 use super::{io_err, user, Engine, EngineError};
 use crate::monitor::client::{self, DataReader, DataWriter, StreamOpts};
-use crate::monitor::logs::{self, LogRecord};
+use crate::monitor::logs;
 use crate::monitor::protocol::{self, Request};
 use crate::sandbox::{SandboxStats, TopRow};
 use crate::spec::{merge_env, ProcessSpec};
@@ -51,15 +51,45 @@ impl CopyTarget {
     }
 }
 
-fn print_record(out: &mut dyn Write, r: &LogRecord, timestamps: bool) {
-    if timestamps {
-        let _ = write!(
-            out,
-            "{} ",
-            r.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-        );
+/// A host path for `cp`, as text (cp's rules look at trailing `/.`).
+fn host_path(p: &Path) -> Result<String, EngineError> {
+    p.to_str()
+        .map(String::from)
+        .ok_or_else(|| EngineError::Invalid(format!("{}: not a UTF-8 path", p.display())))
+}
+
+/// Writes log pieces to stdout/stderr, with a timestamp at each line start if asked.
+struct LogPrinter<'a> {
+    out: &'a mut dyn Write,
+    err: &'a mut dyn Write,
+    timestamps: bool,
+    at_line_start: [bool; 2],
+}
+
+impl LogPrinter<'_> {
+    fn print(&mut self, c: &logs::Chunk) {
+        let (w, start) = match c.stream {
+            logs::Stream::Stdout => (&mut *self.out, &mut self.at_line_start[0]),
+            logs::Stream::Stderr => (&mut *self.err, &mut self.at_line_start[1]),
+        };
+        if !self.timestamps {
+            let _ = w.write_all(c.data);
+            return;
+        }
+        let stamp = c.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+        for line in c.data.split_inclusive(|b| *b == b'\n') {
+            if *start {
+                let _ = write!(w, "{stamp} ");
+            }
+            let _ = w.write_all(line);
+            *start = line.ends_with(b"\n");
+        }
     }
-    let _ = out.write_all(r.log.as_bytes());
+
+    fn flush(&mut self) {
+        let _ = self.out.flush();
+        let _ = self.err.flush();
+    }
 }
 
 impl Engine {
@@ -117,6 +147,12 @@ impl Engine {
         if o.cmd.is_empty() {
             return Err(EngineError::Invalid("exec needs a command".into()));
         }
+        if let Some(w) = o.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+            return Err(EngineError::Invalid(format!(
+                "the working directory {w:?} is invalid: it needs to be an absolute path"
+            )));
+        }
+        let env = super::create::checked_env(&o.env)?;
         let base = &rec.spec.process;
         let user = match &o.user {
             Some(u) => {
@@ -127,7 +163,7 @@ impl Engine {
         };
         let process = ProcessSpec {
             args: o.cmd.clone(),
-            env: merge_env(&base.env, &o.env),
+            env: merge_env(&base.env, &env),
             cwd: o.workdir.clone().unwrap_or_else(|| base.cwd.clone()),
             user,
             tty: o.tty,
@@ -170,36 +206,45 @@ impl Engine {
         self.finish_stream(&rec.id, end)
     }
 
-    /// Print the container's logs to `out`, following them while it runs if asked.
+    /// Print the container's logs (its stdout to `out`, its stderr to `err`), following
+    /// them while it runs if asked. Memory stays bounded whatever the log's size: the
+    /// start of `--tail N` is found by walking back from the end.
     pub fn logs(
         &self,
         reference: &str,
         o: &LogOptions,
         out: &mut dyn Write,
+        err: &mut dyn Write,
     ) -> Result<(), EngineError> {
         let rec = self.get(reference)?;
-        let path = self.paths.log_path(&rec.id);
-        let records = logs::read_all(&path).map_err(io_err("cannot read the log"))?;
-        let start = o.tail.map(|n| logs::tail_start(&records, n)).unwrap_or(0);
-        for r in &records[start..] {
-            print_record(out, r, o.timestamps);
+        if !rec.log_config.keeps_logs() {
+            return Err(EngineError::Invalid(format!(
+                "container {} has --log-driver none: its output was not kept",
+                rec.name
+            )));
         }
-        let _ = out.flush();
+        let path = self.paths.log_path(&rec.id);
+        let mut printer = LogPrinter {
+            out,
+            err,
+            timestamps: o.timestamps,
+            at_line_start: [true, true],
+        };
+        let mut pos = logs::position(&path);
+        logs::read(&path, o.tail, &mut |c| printer.print(&c))
+            .map_err(io_err("cannot read the log"))?;
+        printer.flush();
         if !o.follow {
             return Ok(());
         }
-        let mut seen = records.len();
         loop {
             let active = match self.store.load(&rec.id) {
                 Ok(r) => self.reconcile(r).is_active(),
                 Err(_) => false,
             };
-            let now = logs::read_all(&path).unwrap_or_default();
-            for r in now.iter().skip(seen) {
-                print_record(out, r, o.timestamps);
-            }
-            let _ = out.flush();
-            seen = seen.max(now.len());
+            pos = logs::read_since(&path, pos, &mut |c| printer.print(&c))
+                .map_err(io_err("cannot read the log"))?;
+            printer.flush();
             if !active {
                 return Ok(());
             }
@@ -223,7 +268,7 @@ impl Engine {
                 protocol::write_json_line(&mut conn, &Request::CopyOut { path: path.clone() })
                     .map_err(io_err("cannot request the copy"))?;
                 let mut reader = DataReader::new(conn);
-                crate::archive::extract(&mut reader, dest).map_err(|e| {
+                crate::cptar::extract(crate::cptar::Side::Host, &mut reader, &host_path(dest)?).map_err(|e| {
                     EngineError::Invalid(format!("copying {container}:{path}: {}", crate::monitor::error_chain(&e)))
                 })
             }
@@ -239,7 +284,7 @@ impl Engine {
                 protocol::write_json_line(&mut conn, &Request::CopyIn { path: path.clone() })
                     .map_err(io_err("cannot request the copy"))?;
                 let mut w = DataWriter::new(conn);
-                crate::archive::pack(Path::new(source), &mut w)
+                crate::cptar::pack(crate::cptar::Side::Host, &host_path(source)?, &mut w)
                     .map_err(io_err(format!("cannot read {}", source.display())))?;
                 w.finish().map_err(|e| match e {
                     client::ClientError::Refused(m) => {

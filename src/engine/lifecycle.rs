@@ -7,6 +7,7 @@ use crate::monitor::Ready;
 use crate::state::{ContainerRecord, Status};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 /// How `start` connects the caller to the workload.
@@ -51,12 +52,15 @@ impl Engine {
         &self,
         id: &str,
         attach_first: bool,
+        creating: Option<&crate::state::Creating>,
     ) -> Result<BufReader<std::fs::File>, EngineError> {
+        let creating_fd = creating.map(|c| c.fd());
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("cannot create a pipe")(e.into()))?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(self.paths.monitor_log(id))
             .map_err(io_err("cannot open the monitor log"))?;
         let null = std::fs::OpenOptions::new()
@@ -99,13 +103,16 @@ impl Engine {
                 let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
                 let _ = nix::unistd::dup2(log.as_raw_fd(), 2);
                 let wfd = w.as_raw_fd();
-                crate::util::fs::close_inherited_fds(Some(wfd));
+                crate::util::fs::close_inherited_fds(&[Some(wfd), creating_fd]);
                 // SAFETY: prctl with a constant NUL-terminated name.
                 unsafe { libc::prctl(libc::PR_SET_NAME, c"tb-monitor".as_ptr()) };
                 // SAFETY: wfd is the ready pipe's write end, kept open above and owned
                 // by nothing else in this process.
                 let ready = unsafe { crate::process::file_from_raw(wfd) };
-                let code = crate::monitor::run(&paths, &id, attach_first, Some(ready));
+                // SAFETY: the creation lock's descriptor, inherited and kept open above,
+                // now ours alone (the CLI's copy shares the lock, not the descriptor).
+                let creating = creating_fd.map(|fd| unsafe { crate::state::Creating::from_fd(fd) });
+                let code = crate::monitor::run(&paths, &id, attach_first, Some(ready), creating);
                 // SAFETY: leave without running the CLI's destructors or atexit handlers.
                 unsafe { libc::_exit(code) }
             }
@@ -159,6 +166,16 @@ impl Engine {
     /// Start a created or exited container. Attached: returns the workload's exit code
     /// (None when the user detached).
     pub fn start(&self, reference: &str, mode: StartMode) -> Result<Option<i32>, EngineError> {
+        self.start_with(reference, mode, None)
+    }
+
+    /// `start`, handing the creation lock (from `run`) to the monitor.
+    fn start_with(
+        &self,
+        reference: &str,
+        mode: StartMode,
+        creating: Option<crate::state::Creating>,
+    ) -> Result<Option<i32>, EngineError> {
         let rec = self.get(reference)?;
         if rec.is_active() {
             return match mode {
@@ -173,7 +190,7 @@ impl Engine {
         let id = rec.id.clone();
         match mode {
             StartMode::Detached => {
-                let mut r = self.spawn_monitor(&id, false)?;
+                let mut r = self.spawn_monitor(&id, false, creating.as_ref())?;
                 self.read_ready(&id, &mut r)?;
                 Ok(None)
             }
@@ -181,7 +198,7 @@ impl Engine {
                 stdin,
                 proxy_signals,
             } => {
-                let mut r = self.spawn_monitor(&id, true)?;
+                let mut r = self.spawn_monitor(&id, true, creating.as_ref())?;
                 let mut line = String::new();
                 let _ = r.read_line(&mut line);
                 if line.trim() != "listening" {
@@ -248,7 +265,7 @@ impl Engine {
         opts: &super::CreateOptions,
         detach: bool,
     ) -> Result<(ContainerRecord, Option<i32>), EngineError> {
-        let rec = self.create(opts)?;
+        let (rec, creating) = self.create_guarded(opts)?;
         let mode = if detach {
             StartMode::Detached
         } else {
@@ -257,7 +274,7 @@ impl Engine {
                 proxy_signals: true,
             }
         };
-        match self.start(&rec.id, mode) {
+        match self.start_with(&rec.id, mode, Some(creating)) {
             Ok(code) => Ok((rec, code)),
             Err(e) => {
                 self.force_remove(&rec.id);
@@ -373,14 +390,29 @@ impl Engine {
     }
 
     /// `rm`: refuses a running container unless `force`; with `volumes`, its anonymous
-    /// volumes go too.
+    /// volumes go too. Returns the removed record (None for a container whose record
+    /// was damaged, which only `force` removes).
     pub fn remove(
         &self,
         reference: &str,
         force: bool,
         volumes: bool,
-    ) -> Result<ContainerRecord, EngineError> {
-        let rec = self.get(reference)?;
+    ) -> Result<Option<ContainerRecord>, EngineError> {
+        let rec = match self.get(reference) {
+            Ok(r) => r,
+            Err(EngineError::State(crate::state::StateError::Corrupt { path, source })) => {
+                let id = self.store.resolve(reference)?;
+                if !force {
+                    return Err(EngineError::Conflict(format!(
+                        "container {id}: its record {} is damaged ({source}); rm -f removes it",
+                        path.display()
+                    )));
+                }
+                self.remove_damaged(&id)?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         if rec.is_active() {
             if !force {
                 return Err(EngineError::Conflict(format!(
@@ -428,7 +460,36 @@ impl Engine {
             super::volumes::release_anonymous(&self.paths.root, &rec);
         }
         let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
-        Ok(rec)
+        Ok(Some(rec))
+    }
+
+    /// `rm -f` of a container whose record cannot be read: stop whatever is left of it
+    /// (its monitor still knows it; without one, its cgroup), then remove it.
+    fn remove_damaged(&self, id: &str) -> Result<(), EngineError> {
+        let socket = self.paths.control_socket(id);
+        if socket.exists() {
+            let _ = client::request(
+                &socket,
+                &Request::Kill {
+                    signal: libc::SIGKILL,
+                },
+            );
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while self.paths.run_dir(id).exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Ok(cg) = crate::process::cgroups::manager(id) {
+            let _ = cg.thaw();
+            let _ = cg.kill_all();
+            let _ = cg.destroy();
+        }
+        match self.store.remove(id) {
+            Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let _ = std::fs::remove_dir_all(self.paths.run_dir(id));
+        Ok(())
     }
 
     /// Block until the container exits; its exit code.

@@ -95,8 +95,9 @@ impl Engine {
     }
 
     pub fn open(paths: Paths) -> Result<Engine, EngineError> {
-        std::fs::create_dir_all(&paths.run).map_err(io_err(format!(
-            "cannot create the runtime directory {}",
+        paths.prepare().map_err(io_err(format!(
+            "cannot prepare the state directories {} and {}",
+            paths.root.display(),
             paths.run.display()
         )))?;
         let store = state::Store::open(&paths.root)?;

@@ -79,6 +79,11 @@ pub struct Info {
 impl Engine {
     /// If the record says running but its monitor is gone, record the truth.
     pub fn reconcile(&self, rec: ContainerRecord) -> ContainerRecord {
+        if rec.state.status == Status::Created && self.store.abandoned(&rec.id) {
+            // Its creator was killed before it was whole (or before `run` started it).
+            self.discard(&rec);
+            return rec;
+        }
         if !rec.is_active()
             || crate::util::proc::alive(rec.state.monitor_pid, rec.state.monitor_start)
         {
@@ -90,7 +95,26 @@ impl Engine {
     /// Resolve a name/id/prefix and load the (reconciled) record.
     pub fn get(&self, reference: &str) -> Result<ContainerRecord, EngineError> {
         let id = self.store.resolve(reference)?;
-        Ok(self.reconcile(self.store.load(&id)?))
+        let rec = self.reconcile(self.store.load(&id)?);
+        if !self.paths.container_dir(&id).exists() {
+            return Err(crate::state::StateError::NotFound(reference.to_string()).into());
+        }
+        Ok(rec)
+    }
+
+    /// Containers whose record cannot be read (`ps -a` lists them as dead).
+    pub fn damaged(&self) -> Result<Vec<crate::state::Damaged>, EngineError> {
+        Ok(self.store.scan()?.1)
+    }
+
+    /// Remove what a half-made container left: record, leases, anonymous volumes,
+    /// runtime files.
+    fn discard(&self, rec: &ContainerRecord) {
+        if self.store.remove(&rec.id).is_ok() {
+            crate::network::session::release_leases(&self.paths.root, rec);
+            super::volumes::release_anonymous(&self.paths.root, rec);
+        }
+        let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>, EngineError> {

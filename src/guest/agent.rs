@@ -158,6 +158,7 @@ fn run() -> io::Result<()> {
         copies: Mutex::new(HashMap::new()),
         reaper: Reaper::start(),
         cap_last: caps::last_cap(),
+        confinement: Mutex::default(),
         oom_base: oom_kills(),
         workload: Mutex::new(None),
     });
@@ -187,6 +188,8 @@ struct Agent {
     copies: Mutex<HashMap<u32, File>>,
     reaper: Reaper,
     cap_last: u32,
+    /// The container's confinement, from the start message; execs get the same.
+    confinement: Mutex<crate::launch::confine::Confinement>,
     oom_base: u64,
     workload: Mutex<Option<i32>>,
 }
@@ -246,7 +249,12 @@ impl Agent {
 
     fn handle(self: &Arc<Self>, stream: u32, msg: HostMsg) {
         match msg {
-            HostMsg::Start { spec, etc } => {
+            HostMsg::Start {
+                spec,
+                etc,
+                confinement,
+            } => {
+                *self.confinement.lock().unwrap_or_else(|e| e.into_inner()) = confinement;
                 if let Err(e) = setup_root(&spec, &etc) {
                     let _ = self.send(
                         stream,
@@ -398,6 +406,11 @@ impl Agent {
         let (host_stdio, child_stdio) = make_stdio(p)?;
         let (rep_r, rep_w) = pipe()?;
         let cap_last = self.cap_last;
+        let conf = self
+            .confinement
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         // The workload is PID 1 of a new pid namespace with its own /proc, as under
         // Docker; an exec joins its namespaces.
         let (ns, mnt) = if is_workload {
@@ -411,7 +424,7 @@ impl Agent {
         let pid = fork_in(ns, move || {
             let e = match enter_container(is_workload, mnt.as_ref()) {
                 Err(e) => e,
-                Ok(()) => workload::exec_workload(p, child_stdio, cap_last, false),
+                Ok(()) => workload::exec_workload(p, child_stdio, &conf, cap_last, false),
             };
             workload::report(rep_w.as_raw_fd(), &e);
             126
@@ -497,8 +510,9 @@ impl Agent {
     }
 
     fn copy_out(&self, stream: u32, path: &str) {
-        let path = PathBuf::from(path);
-        match self.in_root(move |_, w| crate::archive::pack(&path, w)) {
+        let path = path.to_string();
+        match self.in_root(move |_, w| crate::cptar::pack(crate::cptar::Side::Container, &path, w))
+        {
             Err(e) => {
                 let _ = self.send(
                     stream,
@@ -524,8 +538,10 @@ impl Agent {
     }
 
     fn copy_in(self: &Arc<Self>, stream: u32, path: String) {
-        let dest = PathBuf::from(path);
-        match self.in_root(move |r, _| crate::archive::extract(r, &dest)) {
+        let dest = path;
+        match self
+            .in_root(move |r, _| crate::cptar::extract(crate::cptar::Side::Container, r, &dest))
+        {
             Err(e) => {
                 let _ = self.send(
                     stream,
@@ -667,9 +683,13 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
         target: PathBuf::from(ROOT),
         etc_files,
         mounts: guest_mounts(&spec.mounts),
+        privileged: spec.security.privileged,
+        read_only: spec.security.read_only,
     };
     rootfs::mount_all(&plan)?;
-    rootfs::mask_and_protect(Path::new(ROOT))?;
+    if !spec.security.privileged && !spec.security.unmask_system_paths {
+        rootfs::mask_and_protect(Path::new(ROOT))?;
+    }
     nix::unistd::sethostname(&spec.hostname)
         .map_err(|e| SetupError::new("sethostname", io::Error::from(e)))?;
     workload::loopback_up()?;

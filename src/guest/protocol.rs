@@ -51,9 +51,13 @@ impl Kind {
 pub enum HostMsg {
     /// Set up the container root and start the workload (stream 0).
     Start {
-        spec: SandboxSpec,
+        spec: Box<SandboxSpec>,
         /// /etc/hostname, /etc/hosts, /etc/resolv.conf contents.
         etc: Vec<(String, String)>,
+        /// Capabilities, no_new_privs and the compiled seccomp filter (for the workload
+        /// and every exec).
+        #[serde(default)]
+        confinement: crate::launch::confine::Confinement,
     },
     Exec {
         process: ProcessSpec,
@@ -202,12 +206,23 @@ mod tests {
             ..Default::default()
         };
         let m = HostMsg::Start {
-            spec: spec.clone(),
+            spec: Box::new(spec.clone()),
             etc: vec![("/etc/hostname".into(), "h\n".into())],
+            confinement: crate::launch::confine::Confinement {
+                seccomp: Some(vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]),
+                ..Default::default()
+            },
         };
         let v = serde_json::to_vec(&m).unwrap();
         match parse_json::<HostMsg>(&v).unwrap() {
-            HostMsg::Start { spec: s, .. } => assert_eq!(s, spec),
+            HostMsg::Start {
+                spec: s,
+                confinement,
+                ..
+            } => {
+                assert_eq!(*s, spec);
+                assert_eq!(confinement.seccomp.unwrap().len(), 8);
+            }
             _ => panic!(),
         }
     }

@@ -13,9 +13,59 @@ pub struct Reference {
     pub digest: Option<String>,
 }
 
+/// A path component of a repository name, Docker's grammar: lowercase letters and
+/// digits, separated by one '.', one '_', "__" or any run of '-' (so never `..`, and
+/// never starting or ending with a separator).
+fn valid_component(p: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b: Vec<char> = p.chars().collect();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep: String = b[start..i].iter().collect();
+        if !(sep == "." || sep == "_" || sep == "__" || sep.chars().all(|c| c == '-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A registry host: DNS labels (or `localhost`), an optional `:port`.
+fn valid_registry(r: &str) -> bool {
+    let (host, port) = match r.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (r, None),
+    };
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    host.split('.').all(label)
+        && port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()))
+}
+
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, String> {
-        let bad = |why: &str| format!("invalid image reference {s:?}: {why}");
+        let shown: String = if s.chars().count() > 80 {
+            s.chars().take(60).chain("…".chars()).collect()
+        } else {
+            s.to_string()
+        };
+        let bad = |why: &str| format!("invalid image reference {shown:?}: {why}");
         if s.is_empty() {
             return Err(bad("empty"));
         }
@@ -41,13 +91,19 @@ impl Reference {
             None => (rest, None),
         };
         if let Some(t) = &tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
+            // Docker's grammar: [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
+            let ok = t.len() <= 128
+                && t.chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
                 && t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
             if !ok {
                 return Err(bad("invalid tag"));
             }
+        }
+        if name.len() > 255 {
+            return Err(bad("the name is longer than 255 characters"));
         }
         let mut parts: Vec<&str> = name.split('/').collect();
         let registry = if parts.len() > 1
@@ -57,12 +113,10 @@ impl Reference {
         } else {
             DEFAULT_REGISTRY.to_string()
         };
-        if parts.iter().any(|p| {
-            p.is_empty()
-                || !p
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        }) {
+        if !valid_registry(&registry) {
+            return Err(bad("invalid registry host"));
+        }
+        if parts.iter().any(|p| !valid_component(p)) {
             return Err(bad(
                 "repository names use lowercase letters, digits, '.', '_', '-' and '/'",
             ));
@@ -154,5 +208,19 @@ mod tests {
         assert!(Reference::parse("busybox:").is_err());
         assert!(Reference::parse("busybox@sha256:12").is_err());
         assert!(Reference::parse("a//b").is_err());
+        // Names that could climb out of a path, or are absurdly long.
+        assert!(Reference::parse("../../evil").is_err());
+        assert!(Reference::parse("a/../b").is_err());
+        assert!(Reference::parse(".hidden").is_err());
+        assert!(Reference::parse("a-").is_err());
+        assert!(Reference::parse("busybox:.x").is_err());
+        assert!(Reference::parse(&"a".repeat(5000)).is_err());
+        assert!(Reference::parse(&format!("busybox:{}", "t".repeat(129))).is_err());
+        assert!(Reference::parse("bad_host:x/y").is_err());
+        assert!(Reference::parse("reg.example:99x/app").is_err());
+        // Docker's separators are fine.
+        for ok in ["a_b", "a__b", "a---b", "a.b", "my-app/v1.2_x:1.0-rc_1"] {
+            assert!(Reference::parse(ok).is_ok(), "{ok}");
+        }
     }
 }

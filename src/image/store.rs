@@ -53,6 +53,10 @@ pub enum ImageError {
     Conflict(String),
     #[error("cannot create the built-in busybox image: {0}")]
     Builtin(String),
+    #[error("the image index {path} is damaged ({reason}): `twinbox image prune` rebuilds it from the stored images")]
+    IndexDamaged { path: PathBuf, reason: String },
+    #[error("image {name} is damaged ({reason}): `twinbox rmi {name}` removes it")]
+    Damaged { name: String, reason: String },
     #[error("cannot unpack layer {digest}")]
     Unpack {
         digest: String,
@@ -161,11 +165,34 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> Result<Store, ImageError> {
         let dir = root.join("images");
-        for sub in ["blobs/sha256", "layers", "rootfs", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "rootfs", "tmp", "locks"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(Store { dir })
+        let s = Store { dir };
+        s.sweep_dead_writers();
+        Ok(s)
+    }
+
+    /// Remove temp blobs and unpack directories whose writer died (killed mid-pull,
+    /// mid-unpack): each is named by its writer's pid.
+    pub fn sweep_dead_writers(&self) {
+        let Ok(rd) = fs::read_dir(self.tmp_dir()) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = writer_pid(&name) {
+                if !Path::new("/proc").join(pid.to_string()).exists() {
+                    let p = e.path();
+                    let _ = if p.is_dir() {
+                        remove_dir_all_if_exists(&p)
+                    } else {
+                        fs::remove_file(&p)
+                    };
+                }
+            }
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -211,20 +238,112 @@ impl Store {
 
     fn read_index(&self) -> Result<Index, ImageError> {
         let p = self.index_path();
-        match fs::read(&p) {
-            Ok(d) => serde_json::from_slice(&d).map_err(|e| ImageError::Io {
-                path: p,
-                source: io::Error::new(io::ErrorKind::InvalidData, e),
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index::default()),
-            Err(e) => Err(io_err(&p)(e)),
+        let parse = |p: &Path| -> Result<Option<Index>, String> {
+            match fs::read(p) {
+                Ok(d) => serde_json::from_slice(&d)
+                    .map(Some)
+                    .map_err(|e| e.to_string()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        match parse(&p) {
+            Ok(Some(idx)) => Ok(idx),
+            Ok(None) => Ok(Index::default()),
+            // The copy written with it stands in for a damaged index.
+            Err(reason) => match parse(&self.index_copy_path()) {
+                Ok(Some(idx)) => Ok(idx),
+                _ => Err(ImageError::IndexDamaged { path: p, reason }),
+            },
         }
     }
 
+    fn index_copy_path(&self) -> PathBuf {
+        self.dir.join("index.json.copy")
+    }
+
     fn write_index(&self, idx: &Index) -> Result<(), ImageError> {
-        let p = self.index_path();
         let data = serde_json::to_vec_pretty(idx).expect("index serializes");
-        atomic_write(&p, &data).map_err(io_err(&p))
+        for p in [self.index_path(), self.index_copy_path()] {
+            atomic_write(&p, &data).map_err(io_err(&p))?;
+        }
+        Ok(())
+    }
+
+    /// Rebuild a damaged index from the manifests among the stored blobs (their tags
+    /// are lost: the images come back untagged). The damaged file is kept beside it.
+    /// Returns how many images were found, or None if the index was fine. Callers hold
+    /// the lock.
+    pub fn repair_index(&self) -> Result<Option<usize>, ImageError> {
+        if self.read_index().is_ok() {
+            return Ok(None);
+        }
+        let mut idx = Index::default();
+        let dir = self.dir.join("blobs/sha256");
+        for e in fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
+            let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+            let is_manifest = fs::read(e.path())
+                .ok()
+                .and_then(|d| ImageManifest::from_reader(&d[..]).ok())
+                .is_some_and(|m| m.config().media_type() == &MediaType::ImageConfig);
+            if is_manifest && self.load_image(&digest, vec![]).is_ok() {
+                idx.images.insert(
+                    digest,
+                    IndexEntry {
+                        tags: vec![],
+                        added: chrono::Utc::now().to_rfc3339(),
+                    },
+                );
+            }
+        }
+        let p = self.index_path();
+        let _ = fs::rename(&p, self.dir.join("index.json.damaged"));
+        let n = idx.images.len();
+        self.write_index(&idx)?;
+        Ok(Some(n))
+    }
+
+    /// Images in the index that cannot be loaded (a blob missing or corrupt): their
+    /// name (a tag, or the manifest digest) and why.
+    pub fn damaged(&self) -> Result<Vec<(String, String)>, ImageError> {
+        let idx = self.read_index()?;
+        Ok(idx
+            .images
+            .iter()
+            .filter_map(|(digest, e)| {
+                self.load_image(digest, e.tags.clone()).err().map(|err| {
+                    let name = e.tags.first().cloned().unwrap_or_else(|| digest.clone());
+                    (name, crate::util::error_chain(&err))
+                })
+            })
+            .collect())
+    }
+
+    /// Take a damaged image out of the index by a tag or its manifest digest (`rmi`);
+    /// its blobs go with the next `gc`. Returns the tags it had. Callers hold the lock.
+    pub fn forget_damaged(&self, reference: &str) -> Result<Vec<String>, ImageError> {
+        let mut idx = self.read_index()?;
+        let tagged = Reference::parse(reference).ok().and_then(|r| r.tagged());
+        let key = idx
+            .images
+            .iter()
+            .find(|(d, e)| *d == reference || tagged.as_ref().is_some_and(|t| e.tags.contains(t)))
+            .map(|(d, _)| d.clone())
+            .ok_or_else(|| ImageError::NotFound(reference.to_string()))?;
+        let gone = idx.images.remove(&key).map(|e| e.tags).unwrap_or_default();
+        self.write_index(&idx)?;
+        Ok(gone)
+    }
+
+    /// Remove every image that cannot be loaded from the index; their names. Callers
+    /// hold the lock.
+    pub fn forget_all_damaged(&self) -> Result<Vec<String>, ImageError> {
+        let mut names = Vec::new();
+        for (name, _) in self.damaged()? {
+            self.forget_damaged(&name)?;
+            names.push(name);
+        }
+        Ok(names)
     }
 
     /// Record a stored manifest under `tag` (moving the tag off any other image).
@@ -326,6 +445,9 @@ impl Store {
         };
         sweep(self.dir.join("blobs/sha256"), &|p| blobs.contains(&name(p)))?;
         sweep(self.dir.join("layers"), &|p| layers.contains(&name(p)))?;
+        sweep(self.dir.join("locks"), &|p| {
+            layers.contains(name(p).trim_end_matches(".lock"))
+        })?;
         sweep(self.dir.join("rootfs"), &|p| ext4.contains(p))?;
         // Temp blobs and unpack dirs of processes that died mid-way (kill -9, a crash):
         // named by their writer's pid, kept while it lives.
@@ -382,7 +504,10 @@ impl Store {
         let idx = self.read_index()?;
         let mut v: Vec<(String, Image)> = Vec::new();
         for (digest, e) in idx.images {
-            v.push((e.added.clone(), self.load_image(&digest, e.tags)?));
+            // A damaged image does not hide the others (`damaged` lists it).
+            if let Ok(img) = self.load_image(&digest, e.tags) {
+                v.push((e.added.clone(), img));
+            }
         }
         v.sort_by(|a, b| b.0.cmp(&a.0));
         Ok(v.into_iter().map(|(_, i)| i).collect())
@@ -405,7 +530,9 @@ impl Store {
         if id_like.len() >= 4 && id_like.chars().all(|c| c.is_ascii_hexdigit()) {
             let mut found = Vec::new();
             for (digest, e) in &idx.images {
-                let img = self.load_image(digest, e.tags.clone())?;
+                let Ok(img) = self.load_image(digest, e.tags.clone()) else {
+                    continue;
+                };
                 if hex_of(&img.id).starts_with(id_like) {
                     found.push(img);
                 }
@@ -415,14 +542,18 @@ impl Store {
             }
         }
         let r = Reference::parse(reference).map_err(ImageError::BadReference)?;
+        let damaged = |e: ImageError| ImageError::Damaged {
+            name: reference.to_string(),
+            reason: crate::util::error_chain(&e),
+        };
         if let Some(d) = &r.digest {
             if let Some(e) = idx.images.get(d) {
-                return self.load_image(d, e.tags.clone());
+                return self.load_image(d, e.tags.clone()).map_err(damaged);
             }
         } else if let Some(t) = r.tagged() {
             for (digest, e) in &idx.images {
                 if e.tags.contains(&t) {
-                    return self.load_image(digest, e.tags.clone());
+                    return self.load_image(digest, e.tags.clone()).map_err(damaged);
                 }
             }
         }
@@ -453,7 +584,13 @@ impl Store {
         if dir.exists() {
             return Ok(dir);
         }
-        let _l = self.lock()?;
+        // A lock per layer, not the store's: a long unpack holds up only those who
+        // need the same layer.
+        let lock = self
+            .dir
+            .join("locks")
+            .join(format!("{}.lock", hex_of(diff_id)));
+        let _l = Lock::exclusive(&lock).map_err(io_err(&lock))?;
         if dir.exists() {
             return Ok(dir);
         }
@@ -480,7 +617,11 @@ impl Store {
                     actual,
                 });
             }
-            fs::rename(&tmp, &dir).map_err(io_err(&dir))
+            match fs::rename(&tmp, &dir) {
+                // Another process (holding an older lock file) unpacked it first.
+                Err(_) if dir.exists() => remove_dir_all_if_exists(&tmp).map_err(io_err(&tmp)),
+                other => other.map_err(io_err(&dir)),
+            }
         })();
         if result.is_err() {
             let _ = remove_dir_all_if_exists(&tmp);

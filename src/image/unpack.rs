@@ -18,6 +18,10 @@ pub enum UnpackError {
     Escape(String),
     #[error("layer entry {0:?} goes through a symbolic link")]
     ThroughSymlink(String),
+    #[error("layer entry {0:?} is more than {MAX_DEPTH} directories deep")]
+    TooDeep(String),
+    #[error("the layer has more than {MAX_ENTRIES} entries")]
+    TooManyEntries,
     #[error("reading the layer tarball")]
     Read(#[source] io::Error),
     #[error("writing {path}")]
@@ -27,6 +31,12 @@ pub enum UnpackError {
         source: io::Error,
     },
 }
+
+/// Deepest path a layer may hold (real images stay far below; a deeper tree only
+/// makes every later lookup in it slower).
+pub const MAX_DEPTH: usize = crate::cptar::MAX_DEPTH;
+/// Most entries one layer may hold (a Debian base layer has ~10,000).
+pub const MAX_ENTRIES: usize = 2_000_000;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
@@ -44,7 +54,7 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-pub use crate::archive::safe_relative;
+pub use crate::cptar::safe_relative;
 
 /// Fail if any existing ancestor of `rel` under `root` is a symlink.
 fn check_parents(root: &Path, rel: &Path) -> Result<(), UnpackError> {
@@ -114,13 +124,19 @@ pub fn unpack_layer<R: Read>(reader: R, dest: &Path) -> Result<String, UnpackErr
         ar.set_preserve_ownerships(true);
         ar.set_unpack_xattrs(true);
         ar.set_overwrite(true);
-        for entry in ar.entries().map_err(UnpackError::Read)? {
+        for (n, entry) in ar.entries().map_err(UnpackError::Read)?.enumerate() {
+            if n >= MAX_ENTRIES {
+                return Err(UnpackError::TooManyEntries);
+            }
             let mut entry = entry.map_err(UnpackError::Read)?;
             let raw = entry.path().map_err(UnpackError::Read)?.into_owned();
             let rel = safe_relative(&raw)
                 .ok_or_else(|| UnpackError::Escape(raw.display().to_string()))?;
             if rel.as_os_str().is_empty() {
                 continue;
+            }
+            if rel.components().count() > MAX_DEPTH {
+                return Err(UnpackError::TooDeep(raw.display().to_string()));
             }
             check_parents(dest, &rel)?;
             let name = rel
@@ -266,6 +282,22 @@ mod tests {
         std::fs::create_dir(&root).unwrap();
         let t = tar_with(&[("h", tar::EntryType::Link, b"", Some("../../etc/shadow"))]);
         assert!(unpack_layer(&t[..], &root).is_err());
+    }
+
+    #[test]
+    fn refuses_a_tree_deeper_than_the_limit() {
+        let d = tempfile::tempdir().unwrap();
+        let deep = "d/".repeat(MAX_DEPTH + 1);
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_size(0);
+        b.append_data(&mut h, &deep, io::empty()).unwrap();
+        let t = b.into_inner().unwrap();
+        assert!(matches!(
+            unpack_layer(&t[..], d.path()),
+            Err(UnpackError::TooDeep(_))
+        ));
     }
 
     #[test]

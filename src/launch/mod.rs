@@ -4,6 +4,7 @@
 //! guest agent of a microVM. Also the reaper both use.
 
 pub mod caps;
+pub mod confine;
 pub mod mounts;
 pub mod reaper;
 pub mod rootfs;

@@ -68,6 +68,10 @@ pub struct RootfsPlan {
     pub etc_files: Vec<(PathBuf, &'static str)>,
     /// Volumes, bind mounts and tmpfs, mounted last, in order.
     pub mounts: Vec<super::mounts::PlannedMount>,
+    /// `--privileged`: /sys writable, the host's device nodes in /dev.
+    pub privileged: bool,
+    /// `--read-only`: the root filesystem is mounted read-only once everything is on it.
+    pub read_only: bool,
 }
 
 /// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
@@ -129,11 +133,16 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
         None::<&str>,
     )
     .map_err(nix_step("mount /proc"))?;
+    let sys_ro = if plan.privileged {
+        MsFlags::empty()
+    } else {
+        MsFlags::MS_RDONLY
+    };
     mount(
         Some("sysfs"),
         &sub("sys"),
         Some("sysfs"),
-        common | MsFlags::MS_RDONLY,
+        common | sys_ro,
         None::<&str>,
     )
     .map_err(nix_step("mount /sys"))?;
@@ -162,6 +171,9 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(nix_step("chmod device nodes"))?;
+    }
+    if plan.privileged {
+        host_devices(&sub("dev"))?;
     }
     for d in ["pts", "shm", "mqueue"] {
         fs::create_dir_all(sub("dev").join(d)).map_err(io_step("create /dev dirs"))?;
@@ -215,6 +227,71 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
             None::<&str>,
         )
         .map_err(nix_step("bind-mount /etc files"))?;
+    }
+    if plan.read_only {
+        // Only the root's own mount: /proc, /dev, volumes and tmpfs keep their flags.
+        mount(
+            None::<&str>,
+            t,
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
+        .map_err(nix_step("remount the root read-only"))?;
+    }
+    Ok(())
+}
+
+/// `--privileged`: a node for every character and block device of the host's /dev
+/// (and its subdirectories one level down, such as /dev/net/tun), as Docker makes them.
+fn host_devices(dev: &Path) -> Result<(), SetupError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    let mut dirs = vec![(PathBuf::from("/dev"), dev.to_path_buf(), 0)];
+    while let Some((from, to, depth)) = dirs.pop() {
+        let Ok(rd) = fs::read_dir(&from) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            // The container's own terminal multiplexer and links stay its own.
+            if depth == 0
+                && ["ptmx", "fd", "stdin", "stdout", "stderr", "core", "console"]
+                    .iter()
+                    .any(|x| name == *x)
+            {
+                continue;
+            }
+            let Ok(m) = fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            let ft = m.file_type();
+            let target = to.join(&name);
+            if ft.is_dir() {
+                if depth == 0 && !["pts", "shm", "mqueue"].iter().any(|x| name == *x) {
+                    let _ = fs::create_dir_all(&target);
+                    dirs.push((e.path(), target, depth + 1));
+                }
+                continue;
+            }
+            let kind = if ft.is_char_device() {
+                SFlag::S_IFCHR
+            } else if ft.is_block_device() {
+                SFlag::S_IFBLK
+            } else {
+                continue;
+            };
+            if fs::symlink_metadata(&target).is_ok() {
+                continue;
+            }
+            let mode = Mode::from_bits_truncate(m.permissions().mode() & 0o777);
+            mknod(&target, kind, mode, m.rdev()).map_err(nix_step("create host device nodes"))?;
+            let _ = nix::unistd::chown(
+                &target,
+                Some(nix::unistd::Uid::from_raw(m.uid())),
+                Some(nix::unistd::Gid::from_raw(m.gid())),
+            );
+            let _ = fs::set_permissions(&target, fs::Permissions::from_mode(mode.bits()));
+        }
     }
     Ok(())
 }
@@ -297,6 +374,8 @@ mod tests {
             target: "/r".into(),
             etc_files: vec![],
             mounts: vec![],
+            privileged: false,
+            read_only: false,
         };
         assert_eq!(
             overlay_options(&plan),

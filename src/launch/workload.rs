@@ -1,8 +1,10 @@
 //! The last steps before `execve`, shared by a container's first process and by `exec`:
-//! stdio, session and controlling tty, working dir, user, capabilities, no_new_privs.
+//! stdio, session and controlling tty, working dir, keyring, user, capabilities,
+//! seccomp, no_new_privs.
 //! Runs in a freshly forked child; failures are reported on a pipe, never printed.
 
 use super::caps;
+use super::confine::{self, Confinement};
 use super::stdio::ChildStdio;
 use super::SetupError;
 use crate::spec::ProcessSpec;
@@ -77,10 +79,11 @@ fn cstr(s: &str) -> Result<CString, SetupError> {
 pub fn exec_workload(
     p: &ProcessSpec,
     stdio: ChildStdio,
+    conf: &Confinement,
     cap_last: u32,
     die_with_parent: bool,
 ) -> SetupError {
-    match prepare_and_exec(p, stdio, cap_last, die_with_parent) {
+    match prepare_and_exec(p, stdio, conf, cap_last, die_with_parent) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -91,6 +94,7 @@ enum Never {}
 fn prepare_and_exec(
     p: &ProcessSpec,
     stdio: ChildStdio,
+    conf: &Confinement,
     cap_last: u32,
     die_with_parent: bool,
 ) -> Result<Never, SetupError> {
@@ -116,9 +120,15 @@ fn prepare_and_exec(
         errno,
     })?;
 
-    // Identity and capabilities: bounding set first (needs CAP_SETPCAP), then ids.
-    let keep = caps::default_mask();
+    // A keyring of its own, then the bounding set (needs CAP_SETPCAP), then seccomp:
+    // without no_new_privs loading a filter needs CAP_SYS_ADMIN, which we still hold;
+    // with it, the filter goes on last, so it has the fewest calls of ours to allow.
+    confine::new_session_keyring();
+    let keep = conf.caps;
     caps::drop_bounding(keep, cap_last).map_err(os_step("drop capabilities"))?;
+    if let (Some(prog), false) = (&conf.seccomp, conf.no_new_privs) {
+        confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
+    }
     let groups: Vec<nix::unistd::Gid> = p
         .user
         .additional_gids
@@ -130,9 +140,14 @@ fn prepare_and_exec(
     nix::unistd::setuid(nix::unistd::Uid::from_raw(p.user.uid)).map_err(nix_step("setuid"))?;
     let mask = if p.user.uid == 0 { keep } else { 0 };
     caps::set_all(mask).map_err(os_step("set capabilities"))?;
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(os_step("set no_new_privs")(std::io::Error::last_os_error()));
+    if conf.no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(os_step("set no_new_privs")(std::io::Error::last_os_error()));
+        }
+        if let Some(prog) = &conf.seccomp {
+            confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
+        }
     }
     if die_with_parent {
         // Set last: a credential change clears the parent-death signal.

@@ -16,6 +16,7 @@ use protocol::{write_frame, Kind, Request};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -126,6 +127,7 @@ fn log_line(paths: &Paths, id: &str, msg: &str) {
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(paths.monitor_log(id))
     {
         let _ = writeln!(f, "{} {msg}", chrono::Utc::now().to_rfc3339());
@@ -169,15 +171,30 @@ fn rusage(who: i32) -> (f64, u64) {
 }
 
 /// Accept the first client (for foreground `run`/`start -a`), so no output is missed.
-fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
+/// Gives up after 30 s, or at once if the starter went away (the read end of `ready`
+/// closed: a killed `run`): the container then runs unattended, as Docker's does.
+fn accept_first(listener: &UnixListener, ready: Option<&File>) -> Option<(UnixStream, Request)> {
     use std::os::fd::AsFd;
-    let mut fds = [nix::poll::PollFd::new(
+    let mut fds = vec![nix::poll::PollFd::new(
         listener.as_fd(),
         nix::poll::PollFlags::POLLIN,
     )];
+    if let Some(r) = ready {
+        // No events asked: POLLERR comes by itself when the pipe has no reader.
+        fds.push(nix::poll::PollFd::new(
+            r.as_fd(),
+            nix::poll::PollFlags::empty(),
+        ));
+    }
     match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(30_000u16)) {
         Ok(n) if n > 0 => {}
         _ => return None,
+    }
+    if !fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN))
+    {
+        return None;
     }
     let (mut c, _) = listener.accept().ok()?;
     let req: Request = protocol::read_json_line(&mut c).ok()?;
@@ -185,7 +202,15 @@ fn accept_first(listener: &UnixListener) -> Option<(UnixStream, Request)> {
 }
 
 /// The monitor's main: returns the process exit status.
-pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> i32 {
+/// `creating` is the creation lock of a container `run` just made: held until the
+/// start is recorded, so the container is never taken for half-made meanwhile.
+pub fn run(
+    paths: &Paths,
+    id: &str,
+    attach_first: bool,
+    ready: Option<File>,
+    creating: Option<crate::state::Creating>,
+) -> i32 {
     // SAFETY: setting a signal disposition; no handler involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
     let ready: ReadyPipe = Arc::new(Mutex::new(ready));
@@ -240,7 +265,10 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         if let Some(f) = ready.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             let _ = f.write_all(b"listening\n");
         }
-        first = accept_first(&listener);
+        let g = ready.lock().unwrap_or_else(|e| e.into_inner());
+        let r = g.as_ref().and_then(|f| f.try_clone().ok());
+        drop(g);
+        first = accept_first(&listener, r.as_ref());
     }
 
     let phases: Arc<Mutex<Vec<(String, f64)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -313,6 +341,9 @@ pub fn run(paths: &Paths, id: &str, attach_first: bool, ready: Option<File>) -> 
         r.state.error.clear();
         r.state.ports = published.clone();
     });
+    if let Some(c) = creating {
+        c.finish(&paths.container_dir(id));
+    }
     if !published.is_empty() {
         if let Err(e) = crate::network::session::publish(&paths.root, &store) {
             // The ports cannot be published: the start fails as a whole.

@@ -1,7 +1,7 @@
 //! The monitor's threads: output pumps (workload -> log + attachers) and the control
 //! socket (one thread per connection).
 
-use super::logs::LogWriter;
+use super::logs::{LogWriter, Stream};
 use super::protocol::{self, read_frame, write_frame, Kind, Request, Response};
 use super::Shared;
 use crate::paths::Paths;
@@ -36,13 +36,20 @@ pub fn start_pumps(
     stdout: File,
     stderr: Option<File>,
 ) -> Vec<Receiver<()>> {
-    let log = Arc::new(Mutex::new(
-        LogWriter::open(&paths.log_path(&shared.id)).ok(),
-    ));
+    let cfg = shared
+        .store
+        .load(&shared.id)
+        .map(|r| r.log_config)
+        .unwrap_or_default();
+    let log = Arc::new(Mutex::new(if cfg.keeps_logs() {
+        LogWriter::open(&paths.log_path(&shared.id), &cfg).ok()
+    } else {
+        None
+    }));
     let mut done = Vec::new();
     for (file, kind, name) in [
-        (Some(stdout), Kind::Stdout, "stdout"),
-        (stderr, Kind::Stderr, "stderr"),
+        (Some(stdout), Kind::Stdout, Stream::Stdout),
+        (stderr, Kind::Stderr, Stream::Stderr),
     ] {
         let Some(file) = file else { continue };
         let (tx, rx) = channel();

@@ -19,6 +19,20 @@ fn net_err(e: NetworkError) -> SandboxError {
     SandboxError::Other(crate::util::error_chain(&e))
 }
 
+/// The container's capabilities and seccomp filter (compiled here, on the host, for
+/// both models).
+fn confinement(
+    paths: &Paths,
+    rec: &ContainerRecord,
+) -> Result<crate::launch::confine::Confinement, SandboxError> {
+    crate::security::confinement(
+        &rec.spec.security,
+        crate::launch::caps::last_cap(),
+        Some(&paths.seccomp_cache()),
+    )
+    .map_err(|e| SandboxError::Other(crate::util::error_chain(&e)))
+}
+
 /// Start the container's sandbox with its network plugged in. For a process container
 /// on a user network, the embedded DNS socket (inside its namespace) is put in `dns`.
 pub fn start_backend(
@@ -48,6 +62,8 @@ pub fn start_backend(
                     (dir.join("resolv.conf"), "/etc/resolv.conf"),
                 ],
                 mounts: crate::volume::plan_process_mounts(&paths.root, &rec.spec.mounts),
+                privileged: rec.spec.security.privileged,
+                read_only: rec.spec.security.read_only,
             };
             let net_hook: Option<NetHook> = (rec.spec.network == NetworkMode::Bridge).then(|| {
                 let rec = rec.clone();
@@ -69,6 +85,7 @@ pub fn start_backend(
                 rootfs: plan,
                 trace: Some(trace),
                 net_hook,
+                confinement: confinement(paths, rec)?,
             })?;
             Ok((Box::new(sb), io))
         }
@@ -111,6 +128,7 @@ pub fn start_backend(
                     Arc::new(StoreResolver::new(store.clone(), &rec.id)) as Arc<dyn Resolver>
                 }),
                 trace: Some(trace),
+                confinement: confinement(paths, rec)?,
             })?;
             Ok((Box::new(sb), io))
         }

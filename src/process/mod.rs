@@ -10,8 +10,10 @@
 //! 5. a report pipe (close-on-exec) tells the parent whether execve happened.
 
 pub mod cgroups;
+pub mod exec_shim;
 mod nsenter;
 
+use crate::launch::confine::Confinement;
 use crate::launch::reaper::Reaper;
 use crate::launch::rootfs::{self, RootfsPlan};
 use crate::launch::stdio::{make_stdio, ChildStdio};
@@ -40,6 +42,8 @@ pub struct ProcessStart {
     /// Run in the monitor with the child's pid once its namespaces exist and before it
     /// goes on: plugs its network interfaces in.
     pub net_hook: Option<NetHook>,
+    /// Capabilities, no_new_privs and seccomp for the workload and every exec.
+    pub confinement: Confinement,
 }
 
 /// See `ProcessStart::net_hook`.
@@ -53,6 +57,7 @@ pub struct ProcessSandbox {
     exit_rx: Mutex<Option<Receiver<i32>>>,
     tty_master: Option<OwnedFd>,
     cap_last: u32,
+    confinement: Confinement,
 }
 
 impl ProcessSandbox {
@@ -65,7 +70,7 @@ impl ProcessSandbox {
             }
         };
         let cgroup = cgroups::manager(&cfg.id)?;
-        if let Err(e) = cgroup.create(&cfg.spec.resources) {
+        if let Err(e) = cgroup.create(&cfg.spec.resources, cfg.spec.security.privileged) {
             let _ = cgroup.destroy();
             return Err(e.into());
         }
@@ -82,6 +87,7 @@ impl ProcessSandbox {
                         exit_rx: Mutex::new(Some(exit_rx)),
                         tty_master: master,
                         cap_last: caps::last_cap(),
+                        confinement: cfg.confinement.clone(),
                     },
                     io,
                 ))
@@ -229,7 +235,10 @@ impl ProcessSandbox {
             mark("rootfs");
             rootfs::pivot(&cfg.rootfs.target)?;
             mark("pivot_root");
-            rootfs::mask_and_protect(std::path::Path::new("/"))?;
+            let sec = &cfg.spec.security;
+            if !sec.privileged && !sec.unmask_system_paths {
+                rootfs::mask_and_protect(std::path::Path::new("/"))?;
+            }
             mark("masked paths");
             nix::unistd::sethostname(&cfg.spec.hostname)
                 .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
@@ -243,7 +252,7 @@ impl ProcessSandbox {
             return e;
         }
         drop(timing);
-        workload::exec_workload(&cfg.spec.process, stdio, cap_last, true)
+        workload::exec_workload(&cfg.spec.process, stdio, &cfg.confinement, cap_last, true)
     }
 }
 
@@ -298,21 +307,22 @@ impl Sandbox for ProcessSandbox {
             self.cgroup.as_ref(),
             &self.reaper,
             p,
+            &self.confinement,
             self.cap_last,
         )
     }
 
     fn copy_out(&self, path: &str, out: &mut (dyn Write + Send)) -> Result<(), SandboxError> {
         let path = path.to_string();
-        nsenter::in_mount_ns(self.pid, &self.reaper, None, Some(out), move |_, w| {
-            crate::archive::pack(std::path::Path::new(&path), w)
+        nsenter::in_container(self.pid, &self.reaper, None, Some(out), move |_, w| {
+            crate::cptar::pack(crate::cptar::Side::Container, &path, w)
         })
     }
 
     fn copy_in(&self, path: &str, input: &mut (dyn Read + Send)) -> Result<(), SandboxError> {
         let path = path.to_string();
-        nsenter::in_mount_ns(self.pid, &self.reaper, Some(input), None, move |r, _| {
-            crate::archive::extract(r, std::path::Path::new(&path))
+        nsenter::in_container(self.pid, &self.reaper, Some(input), None, move |r, _| {
+            crate::cptar::extract(crate::cptar::Side::Container, r, &path)
         })
     }
 

@@ -1,15 +1,32 @@
-//! Entering a running process container: `exec` (all namespaces + cgroup) and
-//! helpers that run a function inside its mount namespace (`cp`).
+//! Entering a running process container: `exec` (every namespace + the cgroup) and
+//! the helper `cp` runs in its mount namespace.
+//!
+//! Two rules keep a hostile container from reaching the host through them:
+//!
+//! - Nothing of ours appears in the container's pid namespace before it is inside the
+//!   container. An exec'd process is forked by a shim that has already entered every
+//!   namespace, so from its first instant `/proc/PID/root` is the container's root and
+//!   not the host's. The shim runs from a sealed in-memory copy of twinbox, so
+//!   `/proc/PID/exe` of a process that has not exec'd yet is that copy — the host's
+//!   binary is never exposed (CVE-2019-5736) — and it is non-dumpable, so the
+//!   container cannot open its /proc files at all without CAP_SYS_PTRACE.
+//! - The cp helper never joins the pid namespace (the container cannot see it), drops
+//!   every capability but the file ones, and resolves every path in the container's
+//!   root with openat2 (see `cptar`): no symlink, `..` or magic link leads out.
 
 use super::cgroups::CgroupManager;
+use super::exec_shim::{ShimPlan, StdioFds, SHIM_ARG0};
+use crate::launch::caps;
+use crate::launch::confine::{self, Confinement};
 use crate::launch::reaper::Reaper;
-use crate::launch::stdio::make_stdio;
+use crate::launch::stdio::{make_stdio, ChildStdio};
 use crate::launch::{pipe, read_report, set_winsize, setup_to_error, workload, SetupError};
 use crate::sandbox::{ExecProcess, SandboxError, WorkloadIo};
 use crate::spec::ProcessSpec;
 use nix::sched::{setns, CloneFlags};
+use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::Receiver;
 use std::sync::Mutex;
@@ -21,6 +38,10 @@ const NAMESPACES: &[(&str, CloneFlags)] = &[
     ("net", CloneFlags::CLONE_NEWNET),
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
+
+/// What a cp helper keeps: enough to read and write any file in the container.
+/// (CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, FSETID, MKNOD.)
+const CP_CAPS: &[u32] = &[0, 1, 2, 3, 4, 27];
 
 fn open_ns(pid: i32, name: &str) -> Result<File, SandboxError> {
     File::open(format!("/proc/{pid}/ns/{name}")).map_err(|e| match e.kind() {
@@ -58,11 +79,45 @@ impl ExecProcess for Exec {
     }
 }
 
+/// A sealed, in-memory copy of the running twinbox binary (nothing can write it).
+fn sealed_copy_of_self() -> io::Result<OwnedFd> {
+    let fd = nix::sys::memfd::memfd_create(
+        c"twinbox",
+        nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC
+            | nix::sys::memfd::MemFdCreateFlag::MFD_ALLOW_SEALING,
+    )
+    .map_err(io::Error::from)?;
+    let mut f = File::from(fd);
+    io::copy(&mut File::open("/proc/self/exe")?, &mut f)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a memfd we own, integer argument.
+    if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(f.into())
+}
+
+/// The plan, in a memory file the shim reads from its start.
+fn plan_file(plan: &ShimPlan) -> io::Result<File> {
+    let fd = nix::sys::memfd::memfd_create(c"plan", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
+        .map_err(io::Error::from)?;
+    let mut f = File::from(fd);
+    serde_json::to_writer(&mut f, plan).map_err(io::Error::other)?;
+    f.rewind()?;
+    Ok(f)
+}
+
+fn no_cloexec(fd: i32) {
+    // SAFETY: fcntl on a descriptor this process holds; integer arguments.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+}
+
 pub fn exec(
     pid: i32,
     cgroup: &dyn CgroupManager,
     reaper: &Reaper,
     p: &ProcessSpec,
+    conf: &Confinement,
     cap_last: u32,
 ) -> Result<Box<dyn ExecProcess>, SandboxError> {
     let pidns = open_ns(pid, "pid")?;
@@ -70,37 +125,109 @@ pub fn exec(
         .iter()
         .map(|(n, f)| open_ns(pid, n).map(|file| (file, *f)))
         .collect::<Result<_, _>>()?;
+    let image = sealed_copy_of_self()?;
+    let null = File::options().read(true).write(true).open("/dev/null")?;
     let (host_stdio, child_stdio) = make_stdio(p)?;
     let (go_r, mut go_w) = pipe()?;
     let (rep_r, rep_w) = pipe()?;
-    let go_w_fd = go_w.as_raw_fd();
-    let child_fds = (go_r, rep_w);
-    let child = crate::launch::fork_in(crate::launch::PidNs::Join(pidns), move || {
-        // The parent's end of the go pipe must not stay open in the child.
-        // SAFETY: closing our copy of an fd owned by the parent's File.
-        unsafe { libc::close(go_w_fd) };
-        let (mut go_r, rep_w) = child_fds;
-        let mut b = [0u8; 1];
-        let e = if go_r.read(&mut b).unwrap_or(0) != 1 {
-            SetupError::new(
-                "wait for the monitor",
-                io::Error::from_raw_os_error(libc::EPIPE),
-            )
-        } else {
-            let entered = others.iter().try_for_each(|(f, flag)| {
+    let (mut pid_r, pid_w) = pipe()?;
+    let stdio = match &child_stdio {
+        ChildStdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => StdioFds::Pipes {
+            stdin: stdin.as_raw_fd(),
+            stdout: stdout.as_raw_fd(),
+            stderr: stderr.as_raw_fd(),
+        },
+        ChildStdio::Pty { sock } => StdioFds::Pty {
+            sock: sock.as_raw_fd(),
+        },
+    };
+    let plan = plan_file(&ShimPlan {
+        process: p.clone(),
+        confinement: conf.clone(),
+        cap_last,
+        stdio,
+        go: go_r.as_raw_fd(),
+        report: rep_w.as_raw_fd(),
+        pid_out: pid_w.as_raw_fd(),
+    })?;
+    let mut keep: Vec<i32> = vec![
+        go_r.as_raw_fd(),
+        rep_w.as_raw_fd(),
+        pid_w.as_raw_fd(),
+        plan.as_raw_fd(),
+    ];
+    keep.extend(stdio.fds());
+    let argv = [
+        CString::new(SHIM_ARG0).unwrap_or_default(),
+        CString::new(plan.as_raw_fd().to_string()).unwrap_or_default(),
+    ];
+    let child_fds = (child_stdio, go_r, pid_w, plan);
+    let rep_w_fd = rep_w.as_raw_fd();
+    let shim = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
+        let _keep_open = child_fds;
+        // Nothing of the monitor's reaches the container: stdio on the host's
+        // /dev/null, every other descriptor closed at execve but the plan's.
+        for target in 0..3 {
+            // SAFETY: dup2 of a descriptor we hold onto 0..2.
+            unsafe { libc::dup2(null.as_raw_fd(), target) };
+        }
+        crate::util::fs::cloexec_all_above_stdio();
+        confine::not_dumpable();
+        let entered = others
+            .iter()
+            .chain(std::iter::once(&(pidns, CloneFlags::CLONE_NEWPID)))
+            .try_for_each(|(f, flag)| {
                 setns(f, *flag)
                     .map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))
             });
-            match entered {
-                Err(e) => e,
-                Ok(()) => workload::exec_workload(p, child_stdio, cap_last, false),
+        let e = match entered {
+            Err(e) => e,
+            Ok(()) => {
+                for fd in &keep {
+                    no_cloexec(*fd);
+                }
+                let argv_p: Vec<*const libc::c_char> = argv
+                    .iter()
+                    .map(|a| a.as_ptr())
+                    .chain(std::iter::once(std::ptr::null()))
+                    .collect();
+                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+                // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated
+                // strings that live across the call; `image` is an executable memfd.
+                unsafe {
+                    libc::syscall(
+                        libc::SYS_execveat,
+                        image.as_raw_fd(),
+                        c"".as_ptr(),
+                        argv_p.as_ptr(),
+                        envp.as_ptr(),
+                        libc::AT_EMPTY_PATH,
+                    )
+                };
+                SetupError::new("start the exec shim", io::Error::last_os_error())
             }
         };
-        workload::report(rep_w.as_raw_fd(), &e);
+        workload::report(rep_w_fd, &e);
         126
     })?;
     // The closure (and the child's fds it owned) was dropped here in the parent.
     reaper.forked();
+    drop(reaper.subscribe(shim));
+    drop(rep_w);
+    // The shim reports the pid of the process it forked (a child of ours: CLONE_PARENT),
+    // then exits; EOF without a pid means it failed, and said why on the report pipe.
+    let mut s = String::new();
+    let _ = pid_r.read_to_string(&mut s);
+    let Ok(child) = s.trim().parse::<i32>() else {
+        return Err(match read_report(rep_r) {
+            Some(e) => setup_to_error(e, p.args.first().map(|s| s.as_str()).unwrap_or("")),
+            None => SandboxError::Other("the exec shim exited without starting the process".into()),
+        });
+    };
     let rx = reaper.subscribe(child);
     if let Err(e) = cgroup.add(child) {
         // SAFETY: kill(2) on our own child.
@@ -125,9 +252,11 @@ pub fn exec(
     }))
 }
 
-/// Run `f` in a child inside `pid`'s mount namespace, with `input` piped to its reader
-/// and its writer piped to `output`.
-pub fn in_mount_ns<F>(
+/// Run `f` in a child inside `pid`'s mount namespace (the container's root is its
+/// root), with `input` piped to its reader and its writer piped to `output`. The child
+/// is not in the container's pid namespace, keeps only file capabilities, and is
+/// non-dumpable; `f` must resolve paths with `cptar::Side::Container`.
+pub fn in_container<F>(
     pid: i32,
     reaper: &Reaper,
     input: Option<&mut (dyn Read + Send)>,
@@ -135,41 +264,47 @@ pub fn in_mount_ns<F>(
     f: F,
 ) -> Result<(), SandboxError>
 where
-    F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()>,
+    F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()> + Send,
 {
     let mnt = open_ns(pid, "mnt")?;
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    // SAFETY: fork; the child only enters the namespace, runs `f` and exits.
-    let child = unsafe { libc::fork() };
-    if child < 0 {
-        return Err(SandboxError::Io(io::Error::last_os_error()));
-    }
-    if child == 0 {
-        drop(in_w);
-        drop(out_r);
-        drop(err_r);
+    let parent_ends = [in_w.as_raw_fd(), out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let cap_last = caps::last_cap();
+    let child = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
+        for fd in parent_ends {
+            // SAFETY: closing this child's copies of the parent's ends.
+            unsafe { libc::close(fd) };
+        }
+        confine::not_dumpable();
         let (mut r, mut w, mut ew) = (in_r, out_w, err_w);
+        let keep = CP_CAPS.iter().fold(0u64, |m, c| m | (1u64 << c));
         let res = setns(&mnt, CloneFlags::CLONE_NEWNS)
             .map_err(io::Error::from)
+            .and_then(|_| caps::drop_bounding(keep, cap_last))
+            .and_then(|_| caps::set_all(keep))
+            .and_then(|_| {
+                // SAFETY: prctl with integer arguments only.
+                match unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } {
+                    0 => Ok(()),
+                    _ => Err(io::Error::last_os_error()),
+                }
+            })
             .and_then(|_| f(&mut r, &mut w));
-        let code = match res {
-            Ok(()) => 0,
+        match res {
+            Ok(()) => {
+                let _ = w.flush();
+                0
+            }
             Err(e) => {
                 let _ = write!(ew, "{e}");
                 1
             }
-        };
-        let _ = w.flush();
-        // SAFETY: leave the forked child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
+        }
+    })?;
     reaper.forked();
     let rx = reaper.subscribe(child);
-    drop(in_r);
-    drop(out_w);
-    drop(err_w);
     std::thread::scope(|s| -> Result<(), SandboxError> {
         let feeder = s.spawn(move || {
             let mut in_w = in_w;

@@ -11,5 +11,5 @@
 mod record;
 mod store;
 
-pub use record::{ContainerRecord, ContainerState, Status, VmFiles};
-pub use store::{StateError, Store};
+pub use record::{ContainerRecord, ContainerState, LogConfig, Status, VmFiles};
+pub use store::{Creating, Damaged, StateError, Store, CREATING_LOCK};

@@ -78,6 +78,29 @@ pub struct VmFiles {
     pub scratch: std::path::PathBuf,
 }
 
+/// How a container's output is kept (`--log-driver`, `--log-opt`); see
+/// `monitor::logs`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// "json-file" or "local" (both kept in twinbox's compact format), or "none".
+    pub driver: String,
+    /// Rotate when the current file would pass this many bytes.
+    pub max_size: u64,
+    /// Files kept, the current one included.
+    pub max_file: u32,
+}
+
+impl Default for LogConfig {
+    /// Docker's `local` driver defaults: 20 MB per file, 5 files.
+    fn default() -> LogConfig {
+        LogConfig {
+            driver: "json-file".into(),
+            max_size: 20 * 1000 * 1000,
+            max_file: 5,
+        }
+    }
+}
+
 /// One container.
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ContainerRecord {
@@ -107,6 +130,8 @@ pub struct ContainerRecord {
     /// `--link NAME:ALIAS`: (container, alias), written into /etc/hosts at start.
     #[serde(default)]
     pub links: Vec<(String, String)>,
+    #[serde(default)]
+    pub log_config: LogConfig,
 }
 
 impl ContainerRecord {

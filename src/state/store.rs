@@ -4,6 +4,7 @@ use super::record::{ContainerRecord, Status};
 use crate::util::fs::{atomic_write, atomic_write_volatile, remove_dir_all_if_exists, Lock};
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -34,6 +35,66 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StateError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The lock file a container's directory holds while it is being created and started
+/// (see [`Creating`]).
+pub const CREATING_LOCK: &str = "creating.lock";
+
+/// A shared lock held from the moment a container's directory appears until its first
+/// start is recorded (or `create` finished): by the creating CLI, and by the monitor it
+/// forks, which inherits the same open file. When both are gone and the lock file is
+/// still there, the creation was cut short (the CLI was killed), and the container is
+/// discarded instead of staying half-made.
+#[derive(Debug)]
+pub struct Creating {
+    file: fs::File,
+}
+
+impl Creating {
+    fn take(path: &Path) -> Result<Creating, StateError> {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .map_err(io_err(path))?;
+        // SAFETY: flock on an fd we own; no memory involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH) } != 0 {
+            return Err(io_err(path)(io::Error::last_os_error()));
+        }
+        Ok(Creating { file })
+    }
+
+    /// The descriptor holding the lock (a monitor keeps it open across fork).
+    pub fn fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
+    /// Creation is over: the lock file goes (in the container's directory, which has
+    /// moved in since the lock was taken).
+    pub fn finish(self, container_dir: &Path) {
+        let _ = fs::remove_file(container_dir.join(CREATING_LOCK));
+        drop(self.file);
+    }
+
+    /// Adopt an inherited descriptor (in a forked monitor).
+    ///
+    /// # Safety
+    /// `fd` must be a `Creating` descriptor this process owns and nothing else uses.
+    pub unsafe fn from_fd(fd: i32) -> Creating {
+        Creating {
+            // SAFETY: ownership is transferred by the caller per this function's contract.
+            file: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        }
+    }
+}
+
+/// A container whose record cannot be read (truncated, not JSON, unreadable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damaged {
+    pub id: String,
+    pub reason: String,
 }
 
 /// The container records under `<root>/containers`.
@@ -87,9 +148,9 @@ impl Store {
     }
 
     /// Write a record atomically. Callers hold the lock.
+    /// The container's directory must exist: a record is never written back into a
+    /// container that was removed meanwhile.
     pub fn save(&self, rec: &ContainerRecord) -> Result<(), StateError> {
-        let dir = self.dir(&rec.id);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let p = self.record_path(&rec.id);
         let data = serde_json::to_vec_pretty(rec).map_err(|source| StateError::Corrupt {
             path: p.clone(),
@@ -98,29 +159,46 @@ impl Store {
         atomic_write(&p, &data).map_err(io_err(&p))
     }
 
-    /// Every record (unreadable directories, e.g. half-removed ones, are skipped).
+    /// Every readable record, newest first. Damaged ones are left out (see `scan`).
     pub fn list(&self) -> Result<Vec<ContainerRecord>, StateError> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Every record, and apart from them the containers whose record cannot be read:
+    /// one damaged record never hides the others. Entries that are not container
+    /// directories (stray files, half-made ones) are skipped.
+    pub fn scan(&self) -> Result<(Vec<ContainerRecord>, Vec<Damaged>), StateError> {
         let dir = self.containers_dir();
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
-            let entry = entry.map_err(io_err(&dir))?;
+            let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
+            if name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             match self.load(&name) {
                 Ok(r) => out.push(r),
                 Err(StateError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => damaged.push(Damaged {
+                    id: name,
+                    reason: match e {
+                        StateError::Corrupt { source, .. } => format!("not valid: {source}"),
+                        StateError::Io { source, .. } => source.to_string(),
+                        other => other.to_string(),
+                    },
+                }),
             }
         }
         out.sort_by_key(|r| std::cmp::Reverse(r.created));
-        Ok(out)
+        damaged.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok((out, damaged))
     }
 
-    /// Resolve a name, full id or unique id prefix to an id.
+    /// Resolve a name, full id or unique id prefix to an id. Containers with a damaged
+    /// record are found by id (their name is in the record).
     pub fn resolve(&self, reference: &str) -> Result<String, StateError> {
-        let all = self.list()?;
+        let (all, damaged) = self.scan()?;
         if let Some(r) = all
             .iter()
             .find(|r| r.id == reference || r.name == reference)
@@ -131,20 +209,25 @@ impl Store {
         if let Some(r) = all.iter().find(|r| r.name == reference_trim) {
             return Ok(r.id.clone());
         }
-        let matches: Vec<_> = all
+        let matches: Vec<&str> = all
             .iter()
-            .filter(|r| !reference.is_empty() && r.id.starts_with(reference))
+            .map(|r| r.id.as_str())
+            .chain(damaged.iter().map(|d| d.id.as_str()))
+            .filter(|id| !reference.is_empty() && id.starts_with(reference))
             .collect();
         match matches.len() {
             0 => Err(StateError::NotFound(reference.to_string())),
-            1 => Ok(matches[0].id.clone()),
+            1 => Ok(matches[0].to_string()),
             _ => Err(StateError::Ambiguous(reference.to_string())),
         }
     }
 
     /// Insert a new record with a fresh random name (chosen under the lock, so parallel
     /// creations never pick the same one). Returns the name.
-    pub fn insert_named(&self, rec: &mut ContainerRecord) -> Result<String, StateError> {
+    pub fn insert_named(
+        &self,
+        rec: &mut ContainerRecord,
+    ) -> Result<(String, Creating), StateError> {
         let _l = self.lock()?;
         let taken: Vec<String> = self.list()?.into_iter().map(|r| r.name).collect();
         let mut name = crate::util::ids::random_name();
@@ -156,12 +239,12 @@ impl Store {
             );
         }
         rec.name = name.clone();
-        self.save(rec)?;
-        Ok(name)
+        let creating = self.create(rec)?;
+        Ok((name, creating))
     }
 
     /// Insert a new record, failing if its name is taken. Takes the lock itself.
-    pub fn insert(&self, rec: &ContainerRecord) -> Result<(), StateError> {
+    pub fn insert(&self, rec: &ContainerRecord) -> Result<Creating, StateError> {
         let _l = self.lock()?;
         if let Some(other) = self.list()?.into_iter().find(|r| r.name == rec.name) {
             return Err(StateError::NameInUse(
@@ -169,7 +252,45 @@ impl Store {
                 other.short_id().to_string(),
             ));
         }
-        self.save(rec)
+        self.create(rec)
+    }
+
+    /// Make a container's directory whole or not at all: record and creation lock are
+    /// written in a staging directory named by our pid, which is renamed into place.
+    /// Callers hold the store lock.
+    fn create(&self, rec: &ContainerRecord) -> Result<Creating, StateError> {
+        let stage = self
+            .containers_dir()
+            .join(format!(".new-{}-{}", std::process::id(), rec.id));
+        let made = (|| -> Result<Creating, StateError> {
+            fs::create_dir(&stage).map_err(io_err(&stage))?;
+            let lock = Creating::take(&stage.join(CREATING_LOCK))?;
+            let data = serde_json::to_vec_pretty(rec).map_err(|source| StateError::Corrupt {
+                path: stage.join("config.json"),
+                source,
+            })?;
+            let p = stage.join("config.json");
+            atomic_write(&p, &data).map_err(io_err(&p))?;
+            let dir = self.dir(&rec.id);
+            fs::rename(&stage, &dir).map_err(io_err(&dir))?;
+            Ok(lock)
+        })();
+        if made.is_err() {
+            let _ = remove_dir_all_if_exists(&stage);
+        }
+        made
+    }
+
+    /// Whether `id` is a half-made container: its creation lock is still there and
+    /// nobody (neither the creating CLI nor the monitor it started) holds it.
+    pub fn abandoned(&self, id: &str) -> bool {
+        let p = self.dir(id).join(CREATING_LOCK);
+        let Ok(f) = fs::File::open(&p) else {
+            return false;
+        };
+        // SAFETY: flock on an fd we own; no memory involved.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        rc == 0
     }
 
     /// Read-modify-write one record under the lock, without flushing it to disk: for
@@ -237,11 +358,18 @@ impl Store {
         remove_dir_all_if_exists(&tomb).map_err(io_err(&tomb))
     }
 
-    /// Finish removals a crash interrupted.
+    /// Finish removals a crash interrupted, and drop creations whose creator died
+    /// before renaming them in.
     pub fn sweep(&self) {
         if let Ok(rd) = fs::read_dir(self.containers_dir()) {
             for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".removing-") {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let dead_creator = name
+                    .strip_prefix(".new-")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|pid| pid.parse::<u32>().ok())
+                    .is_some_and(|pid| !Path::new("/proc").join(pid.to_string()).exists());
+                if name.starts_with(".removing-") || dead_creator {
                     let _ = remove_dir_all_if_exists(&e.path());
                 }
             }
@@ -290,6 +418,7 @@ mod tests {
             vm: None,
             ports: vec![],
             links: vec![],
+            log_config: Default::default(),
         }
     }
 

@@ -3,9 +3,10 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// Write `data` to `path` so that a crash leaves either the old or the new
+/// Write `data` to `path` (mode 0600) so that a crash leaves either the old or the new
 /// content, never a mix: temp file in the same directory, fsync, rename. (The
 /// directory is not fsynced: after a power loss the rename may be lost, leaving the
 /// previous complete version, which is consistent; it saves a disk flush per write on
@@ -29,7 +30,14 @@ fn write_replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| {
-        let mut f = File::create(&tmp)?;
+        // Owner-only: records, leases and indexes are twinbox's alone (a record may
+        // carry `-e SECRET=…`).
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_data()?;
@@ -85,21 +93,27 @@ impl Drop for Lock {
     }
 }
 
-/// Close every fd above 2 except `keep`, and mark `keep` close-on-exec.
-pub fn close_inherited_fds(keep: Option<i32>) {
-    let ranges: Vec<(u32, u32)> = match keep {
-        Some(k) if k > 2 => vec![(3, k as u32 - 1), (k as u32 + 1, u32::MAX)],
-        _ => vec![(3, u32::MAX)],
-    };
-    for (lo, hi) in ranges {
-        if lo <= hi {
+/// Close every fd above 2 except those in `keep`, and mark those close-on-exec.
+pub fn close_inherited_fds(keep: &[Option<i32>]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .flatten()
+        .filter(|k| **k > 2)
+        .map(|k| *k as u32)
+        .collect();
+    keep.sort();
+    let mut lo = 3u32;
+    for k in keep.iter().copied().chain(std::iter::once(u32::MAX)) {
+        if lo < k {
+            let hi = if k == u32::MAX { u32::MAX } else { k - 1 };
             // SAFETY: close_range only closes descriptors; nothing here uses them.
             unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0u32) };
         }
+        lo = k.saturating_add(1);
     }
-    if let Some(k) = keep {
+    for k in keep {
         // SAFETY: fcntl on an fd we keep; integer arguments.
-        unsafe { libc::fcntl(k, libc::F_SETFD, libc::FD_CLOEXEC) };
+        unsafe { libc::fcntl(k as i32, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
 }
 

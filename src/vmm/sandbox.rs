@@ -45,6 +45,8 @@ pub struct VmStart {
     /// Answers the guest agent's DNS relay (vsock port `protocol::DNS_PORT`).
     pub dns: Option<Arc<dyn crate::network::dns::Resolver>>,
     pub trace: Option<crate::sandbox::Trace>,
+    /// Capabilities, no_new_privs and seccomp, applied by the agent in the guest.
+    pub confinement: crate::launch::confine::Confinement,
 }
 
 /// Where frames for one stream go.
@@ -427,8 +429,9 @@ impl VmSandbox {
         conn.send(
             0,
             &HostMsg::Start {
-                spec: cfg.spec.clone(),
+                spec: Box::new(cfg.spec.clone()),
                 etc: cfg.etc.clone(),
+                confinement: cfg.confinement.clone(),
             },
         )?;
         let arg0 = p.args.first().cloned().unwrap_or_default();

@@ -48,6 +48,15 @@ fn check_target(t: &str) -> Result<String, String> {
             "invalid mount target {t:?}: the root cannot be a mount"
         ));
     }
+    // The kernel's views: a mount over (or into) them would replace what the
+    // container's own procfs and sysfs show, and what masks them. /dev itself is the
+    // container's tmpfs; single devices under it may be bound.
+    let under = |p: &str| c == p || c.starts_with(&format!("{p}/"));
+    if under("/proc") || under("/sys") || c == "/dev" || c == "/dev/pts" {
+        return Err(format!(
+            "invalid mount target {t:?}: /proc, /sys, /dev and /dev/pts belong to the container's kernel views"
+        ));
+    }
     Ok(c)
 }
 

@@ -4,6 +4,8 @@
 //! first process joins, the freezer implements pause, and the memory controller's
 //! OOM counter tells whether the workload was OOM-killed.
 
+pub mod devices;
+
 mod v1;
 mod v2;
 
@@ -55,7 +57,9 @@ pub struct CgroupStats {
 /// What twinbox does with a container's cgroup.
 pub trait CgroupManager: Send + Sync {
     /// Create the cgroup and write the limits.
-    fn create(&self, res: &Resources) -> Result<(), CgroupError>;
+    /// Create the group with `res`'s limits; `all_devices` (privileged) lifts the
+    /// device rules.
+    fn create(&self, res: &Resources, all_devices: bool) -> Result<(), CgroupError>;
     /// Move a process in.
     fn add(&self, pid: i32) -> Result<(), CgroupError>;
     fn freeze(&self) -> Result<(), CgroupError>;

@@ -8,22 +8,6 @@ pub struct V1 {
     dirs: Vec<(String, PathBuf)>,
 }
 
-/// Device rules Docker applies: deny all, allow the standard nodes and mknod.
-const DEVICE_ALLOW: &[&str] = &[
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-    "c 10:200 rwm",
-];
-
 impl V1 {
     pub fn new(ctrls: &[(String, PathBuf)], id: &str) -> V1 {
         let wanted = [
@@ -68,14 +52,18 @@ fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
 }
 
 impl CgroupManager for V1 {
-    fn create(&self, res: &Resources) -> Result<(), CgroupError> {
+    fn create(&self, res: &Resources, all_devices: bool) -> Result<(), CgroupError> {
         for d in self.unique_dirs() {
             std::fs::create_dir_all(&d).map_err(io_err(&d))?;
         }
         if let Some(d) = self.dir("devices") {
-            write(&d.join("devices.deny"), "a")?;
-            for rule in DEVICE_ALLOW {
-                write(&d.join("devices.allow"), rule)?;
+            if all_devices {
+                write(&d.join("devices.allow"), "a")?;
+            } else {
+                write(&d.join("devices.deny"), "a")?;
+                for rule in super::devices::DEFAULT {
+                    write(&d.join("devices.allow"), &rule.v1_line())?;
+                }
             }
         }
         if let Some(d) = self.dir("cpuset") {

@@ -32,12 +32,17 @@ impl V2 {
 }
 
 impl CgroupManager for V2 {
-    fn create(&self, res: &Resources) -> Result<(), CgroupError> {
+    fn create(&self, res: &Resources, all_devices: bool) -> Result<(), CgroupError> {
         let parent = self.root.join("twinbox");
         std::fs::create_dir_all(&parent).map_err(io_err(&parent))?;
         self.delegate(&self.root)?;
         self.delegate(&parent)?;
         std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        if !all_devices {
+            // v2 has no devices files: the rules are an eBPF program on the cgroup.
+            super::devices::attach(&self.dir, super::devices::DEFAULT)
+                .map_err(io_err(&self.dir))?;
+        }
         if let Some(mem) = res.memory {
             write(&self.dir.join("memory.max"), &mem.to_string())?;
             let sw = self.dir.join("memory.swap.max");

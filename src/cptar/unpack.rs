@@ -1,0 +1,498 @@
+//! The receiving side of `cp`: a tar stream written under a destination, each entry
+//! created in a directory opened by [`at`]'s rules and replaced, never written
+//! through: an existing symlink or hard link at an entry's name is removed first.
+
+use super::{invalid, safe_relative, Side, MAX_DEPTH};
+use crate::util::at::{self, Resolve};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Where the entries go: directories are opened as `anchor`/`prefix`/REL under
+/// `resolve`.
+struct Base {
+    anchor: OwnedFd,
+    prefix: PathBuf,
+    resolve: Resolve,
+    side: Side,
+}
+
+impl Base {
+    fn dir(&self, rel: &Path, create: bool) -> io::Result<OwnedFd> {
+        if rel.components().count() > MAX_DEPTH {
+            return Err(invalid(format!(
+                "{}: deeper than {MAX_DEPTH} levels",
+                rel.display()
+            )));
+        }
+        let p = self.prefix.join(rel);
+        if create {
+            at::ensure_dir(self.anchor.as_fd(), &p, self.resolve)
+        } else {
+            at::open_dir(self.anchor.as_fd(), &p, self.resolve)
+        }
+    }
+}
+
+/// How the destination was found.
+enum Mode {
+    /// An existing directory: entries land inside it.
+    Into,
+    /// The top entry takes this name in the base directory.
+    Rename(OsString),
+}
+
+fn root_dir() -> io::Result<OwnedFd> {
+    Ok(File::open("/")?.into())
+}
+
+/// Resolve the destination: an existing directory, or a name in an existing one.
+fn destination(side: Side, dest: &str) -> io::Result<(Base, Mode, bool)> {
+    let p = Path::new(dest);
+    let name = p.file_name().map(|n| n.to_owned());
+    let parent = p
+        .parent()
+        .filter(|x| !x.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    match side {
+        Side::Container => {
+            let root = root_dir()?;
+            let exists = at::open(root.as_fd(), p, libc::O_PATH, 0, Resolve::InRoot)
+                .and_then(|fd| at::stat_fd(fd.as_fd()))
+                .ok();
+            if matches!(exists, Some(st) if at::kind(st.st_mode) == libc::S_IFDIR) || name.is_none()
+            {
+                return Ok((
+                    Base {
+                        anchor: root,
+                        prefix: p.to_path_buf(),
+                        resolve: Resolve::InRoot,
+                        side,
+                    },
+                    Mode::Into,
+                    true,
+                ));
+            }
+            at::open_dir(root.as_fd(), parent, Resolve::InRoot)
+                .map_err(|_| missing_parent(parent))?;
+            Ok((
+                Base {
+                    anchor: root,
+                    prefix: parent.to_path_buf(),
+                    resolve: Resolve::InRoot,
+                    side,
+                },
+                Mode::Rename(name.unwrap_or_default()),
+                exists.is_some(),
+            ))
+        }
+        Side::Host => {
+            let meta = std::fs::metadata(p).ok();
+            if meta.as_ref().is_some_and(|m| m.is_dir()) || name.is_none() {
+                return Ok((
+                    Base {
+                        anchor: open_host_dir(p)?,
+                        prefix: PathBuf::new(),
+                        resolve: Resolve::BeneathNoSymlinks,
+                        side,
+                    },
+                    Mode::Into,
+                    true,
+                ));
+            }
+            let anchor = open_host_dir(parent).map_err(|_| missing_parent(parent))?;
+            Ok((
+                Base {
+                    anchor,
+                    prefix: PathBuf::new(),
+                    resolve: Resolve::BeneathNoSymlinks,
+                    side,
+                },
+                Mode::Rename(name.unwrap_or_default()),
+                std::fs::symlink_metadata(p).is_ok(),
+            ))
+        }
+    }
+}
+
+fn missing_parent(parent: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("destination directory {} does not exist", parent.display()),
+    )
+}
+
+fn open_host_dir(p: &Path) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(p)?
+        .into())
+}
+
+/// Extract a `pack` stream to `dest` with Docker's `cp` rules.
+pub fn extract(side: Side, input: &mut dyn Read, dest: &str) -> io::Result<()> {
+    let (mut base, mut mode, dest_exists) = destination(side, dest)?;
+    let mut ar = tar::Archive::new(input);
+    let mut first = true;
+    for entry in ar.entries()? {
+        let mut entry = entry?;
+        let raw = entry.path()?.into_owned();
+        let rel = safe_relative(&raw)
+            .ok_or_else(|| invalid(format!("refusing archive entry {}", raw.display())))?;
+        let kind = entry.header().entry_type();
+        if std::mem::take(&mut first) {
+            if let Mode::Rename(name) = &mode {
+                if kind.is_dir() && dest_exists {
+                    // Docker: a directory never replaces an existing file.
+                    return Err(invalid(format!(
+                        "cannot overwrite non-directory {dest} with a directory"
+                    )));
+                }
+                if kind.is_dir() && rel.as_os_str().is_empty() {
+                    // `SRC/.` to a new name: that directory is made, the contents go in.
+                    let name = name.clone();
+                    let parent = base.dir(Path::new(""), false)?;
+                    at::mkdir_entry(parent.as_fd(), &name, 0o755)?;
+                    base.prefix.push(&name);
+                    if base.side == Side::Host {
+                        base.anchor = at::open_entry(
+                            parent.as_fd(),
+                            &name,
+                            libc::O_PATH | libc::O_DIRECTORY,
+                            0,
+                        )?;
+                        base.prefix = PathBuf::new();
+                    }
+                    mode = Mode::Into;
+                    continue;
+                }
+            }
+        }
+        let rel = renamed(&mode, rel);
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let link = if kind.is_hard_link() {
+            let l = entry
+                .link_name()?
+                .ok_or_else(|| invalid(format!("{}: hard link without a target", raw.display())))?;
+            let l = safe_relative(&l)
+                .ok_or_else(|| invalid(format!("refusing hard link target {}", l.display())))?;
+            Some(renamed(&mode, l))
+        } else {
+            None
+        };
+        write_entry(&base, &rel, &mut entry, link.as_deref())
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", raw.display())))?;
+    }
+    Ok(())
+}
+
+/// Apply the rename rule: the top component becomes the destination's name.
+fn renamed(mode: &Mode, rel: PathBuf) -> PathBuf {
+    match mode {
+        Mode::Into => rel,
+        Mode::Rename(new) => {
+            let mut comps = rel.components();
+            comps.next();
+            let rest = comps.as_path();
+            if rest.as_os_str().is_empty() {
+                PathBuf::from(new)
+            } else {
+                Path::new(new).join(rest)
+            }
+        }
+    }
+}
+
+fn cname(n: &OsStr) -> io::Result<CString> {
+    CString::new(n.as_bytes()).map_err(|_| invalid("NUL in a name".into()))
+}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn write_entry(
+    base: &Base,
+    rel: &Path,
+    entry: &mut tar::Entry<'_, &mut dyn Read>,
+    link: Option<&Path>,
+) -> io::Result<()> {
+    let (parent_rel, name) = at::split_last(rel).ok_or_else(|| invalid("empty name".into()))?;
+    let dir = base.dir(parent_rel, true)?;
+    let dir = dir.as_fd();
+    let h = entry.header();
+    let kind = h.entry_type();
+    let mut perm = h.mode()? & 0o7777;
+    if base.side == Side::Host {
+        // The archive comes from a container: nothing it sends may grant privileges on
+        // the host.
+        perm &= 0o1777;
+    }
+    let mtime = h.mtime().unwrap_or(0) as i64;
+    let existing = at::stat_entry(dir, name)?;
+    let existing_dir = existing.is_some_and(|st| at::kind(st.st_mode) == libc::S_IFDIR);
+    if existing.is_some() && !(existing_dir && kind.is_dir()) {
+        at::remove_entry(dir, name)?;
+    }
+    let c = cname(name)?;
+    if kind.is_dir() {
+        at::mkdir_entry(dir, name, 0o700)?;
+        let fd = at::open_entry(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+        return fchmod(fd.as_fd(), perm);
+    }
+    if let Some(target) = link {
+        let (tparent, tname) =
+            at::split_last(target).ok_or_else(|| invalid("empty link target".into()))?;
+        let tdir = base.dir(tparent, false)?;
+        let tc = cname(tname)?;
+        // SAFETY: both names are NUL-terminated; flags 0: a symlink target is linked
+        // itself, never followed.
+        return check(unsafe {
+            libc::linkat(
+                tdir.as_raw_fd(),
+                tc.as_ptr(),
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                0,
+            )
+        });
+    }
+    match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+            let fd = at::open_entry(
+                dir,
+                name,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                0o600,
+            )?;
+            let mut f = File::from(fd);
+            io::copy(entry, &mut f)?;
+            fchmod(f.as_fd(), perm)?;
+            set_mtime(f.as_fd(), mtime)
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()?
+                .ok_or_else(|| invalid("symlink without a target".into()))?;
+            let t = CString::new(target.as_os_str().as_bytes())
+                .map_err(|_| invalid("NUL in a symlink".into()))?;
+            // SAFETY: both strings are NUL-terminated; symlinkat does not retain them.
+            check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })
+        }
+        tar::EntryType::Fifo => {
+            // SAFETY: c is NUL-terminated; mknodat does not retain it.
+            check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), libc::S_IFIFO | perm, 0) })
+        }
+        tar::EntryType::Char | tar::EntryType::Block => {
+            if base.side == Side::Host {
+                return Err(invalid("device nodes are not created on the host".into()));
+            }
+            let t = if kind == tar::EntryType::Char {
+                libc::S_IFCHR
+            } else {
+                libc::S_IFBLK
+            };
+            let dev = libc::makedev(
+                h.device_major()?.unwrap_or(0),
+                h.device_minor()?.unwrap_or(0),
+            );
+            // SAFETY: as above.
+            check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), t | perm, dev) })
+        }
+        // Metadata-only entries (pax/GNU headers are consumed by the reader).
+        _ => Ok(()),
+    }
+}
+
+fn fchmod(fd: BorrowedFd, perm: u32) -> io::Result<()> {
+    // SAFETY: fchmod on an fd we hold.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), perm) })
+}
+
+fn set_mtime(fd: BorrowedFd, mtime: i64) -> io::Result<()> {
+    let t = libc::timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    let times = [t, t];
+    // SAFETY: futimens reads two timespecs that live across the call.
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cptar::pack;
+    use std::fs;
+
+    fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, kind, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o4755);
+            h.set_size(data.len() as u64);
+            // Raw names: the builder itself refuses `..`, a hostile sender does not.
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+            if let Some(l) = link {
+                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn s(p: &Path) -> String {
+        p.display().to_string()
+    }
+
+    #[test]
+    fn file_to_new_name_and_into_dir() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("a.txt");
+        fs::write(&src, b"data").unwrap();
+        let mut buf = Vec::new();
+        pack(Side::Host, &s(&src), &mut buf).unwrap();
+        let renamed = d.path().join("b.txt");
+        extract(Side::Host, &mut &buf[..], &s(&renamed)).unwrap();
+        assert_eq!(fs::read(&renamed).unwrap(), b"data");
+        let dir = d.path().join("dir");
+        fs::create_dir(&dir).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&dir)).unwrap();
+        assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"data");
+    }
+
+    #[test]
+    fn directories_recurse_and_contents_mode() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("tree");
+        fs::create_dir_all(src.join("sub")).unwrap();
+        fs::write(src.join("sub/f"), b"x").unwrap();
+        std::os::unix::fs::symlink("sub/f", src.join("link")).unwrap();
+        nix::unistd::mkfifo(
+            &src.join("fifo"),
+            nix::sys::stat::Mode::from_bits_truncate(0o644),
+        )
+        .unwrap();
+        let mut buf = Vec::new();
+        pack(Side::Host, &s(&src), &mut buf).unwrap();
+        let dest = d.path().join("copy");
+        extract(Side::Host, &mut &buf[..], &s(&dest)).unwrap();
+        assert_eq!(fs::read(dest.join("sub/f")).unwrap(), b"x");
+        assert_eq!(
+            fs::read_link(dest.join("link")).unwrap(),
+            Path::new("sub/f")
+        );
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(dest.join("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        // SRC/. copies the contents, into a new directory or an existing one.
+        let mut buf = Vec::new();
+        pack(Side::Host, &format!("{}/.", s(&src)), &mut buf).unwrap();
+        let dest2 = d.path().join("contents");
+        extract(Side::Host, &mut &buf[..], &s(&dest2)).unwrap();
+        assert_eq!(fs::read(dest2.join("sub/f")).unwrap(), b"x");
+        extract(Side::Host, &mut &buf[..], &s(&dest)).unwrap();
+        assert!(!dest.join("tree").exists());
+    }
+
+    #[test]
+    fn missing_parent_and_source_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("a");
+        fs::write(&src, b"1").unwrap();
+        let mut buf = Vec::new();
+        pack(Side::Host, &s(&src), &mut buf).unwrap();
+        assert!(extract(Side::Host, &mut &buf[..], &s(&d.path().join("no/such/x"))).is_err());
+        assert!(pack(Side::Host, &s(&d.path().join("nope")), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn hostile_archives_cannot_leave_the_destination_on_the_host() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("victim"), b"safe").unwrap();
+        let dest = d.path().join("dest");
+        fs::create_dir(&dest).unwrap();
+        let out = s(&outside);
+        let cases: Vec<Vec<u8>> = vec![
+            // a symlink, then a file through it
+            tar_of(&[
+                ("x", tar::EntryType::Symlink, b"", Some(&out)),
+                ("x/victim", tar::EntryType::Regular, b"pwned", None),
+            ]),
+            // a symlink, then a directory entry and a file below it
+            tar_of(&[
+                ("y", tar::EntryType::Symlink, b"", Some("../outside")),
+                ("y/sub/victim", tar::EntryType::Regular, b"pwned", None),
+            ]),
+            // a hard link to a file outside
+            tar_of(&[("h", tar::EntryType::Link, b"", Some("../outside/victim"))]),
+            // climbing names
+            tar_of(&[("../outside/victim", tar::EntryType::Regular, b"pwned", None)]),
+            // a device node
+            tar_of(&[("mem", tar::EntryType::Char, b"", None)]),
+        ];
+        for (i, t) in cases.iter().enumerate() {
+            let _ = extract(Side::Host, &mut &t[..], &s(&dest));
+            assert_eq!(
+                fs::read(outside.join("victim")).unwrap(),
+                b"safe",
+                "case {i}"
+            );
+            assert_eq!(fs::read_dir(&outside).unwrap().count(), 1, "case {i}");
+        }
+        assert!(!dest.join("mem").exists());
+        // A file that replaces a symlink replaces it, not its target.
+        std::os::unix::fs::symlink(outside.join("victim"), dest.join("f")).unwrap();
+        extract(
+            Side::Host,
+            &mut &tar_of(&[("f", tar::EntryType::Regular, b"new", None)])[..],
+            &s(&dest),
+        )
+        .unwrap();
+        assert_eq!(fs::read(outside.join("victim")).unwrap(), b"safe");
+        assert_eq!(fs::read(dest.join("f")).unwrap(), b"new");
+        // setuid/setgid bits do not reach the host.
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            fs::metadata(dest.join("f")).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+    }
+
+    #[test]
+    fn packing_does_not_follow_a_directory_swapped_for_a_symlink() {
+        // The walker opens each directory with O_NOFOLLOW from its parent: a symlink in
+        // the tree is sent as a symlink, never walked.
+        let d = tempfile::tempdir().unwrap();
+        let src = d.path().join("src");
+        fs::create_dir(&src).unwrap();
+        std::os::unix::fs::symlink("/etc", src.join("etc")).unwrap();
+        let mut buf = Vec::new();
+        pack(Side::Host, &s(&src), &mut buf).unwrap();
+        let mut ar = tar::Archive::new(&buf[..]);
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, vec!["src", "src/etc"]);
+    }
+}

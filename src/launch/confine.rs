@@ -1,0 +1,90 @@
+//! What confines a workload beyond its namespaces, resolved for one container:
+//! capabilities, no_new_privs and a compiled seccomp filter. Both models apply it in
+//! [`workload`](super::workload) just before execve — the process backend in its
+//! child, a microVM's agent in the guest (it receives this with the spec, the filter
+//! already compiled on the host, so the agent needs no seccomp library).
+
+use serde::{Deserialize, Serialize};
+use std::io;
+
+/// Confinement of every process of one container (its workload and its execs).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Confinement {
+    /// Capabilities of a root workload (effective, permitted, inheritable) and the
+    /// bounding set of every workload, root or not.
+    pub caps: u64,
+    /// PR_SET_NO_NEW_PRIVS: setuid binaries and file capabilities gain nothing.
+    pub no_new_privs: bool,
+    /// A seccomp-BPF program (an array of `struct sock_filter`), or None (unconfined).
+    #[serde(default, with = "crate::util::b64_opt")]
+    pub seccomp: Option<Vec<u8>>,
+}
+
+impl Default for Confinement {
+    /// Docker's default capabilities, nothing else.
+    fn default() -> Confinement {
+        Confinement {
+            caps: super::caps::default_mask(),
+            no_new_privs: false,
+            seccomp: None,
+        }
+    }
+}
+
+/// Install a seccomp-BPF program on the calling thread.
+pub fn install_seccomp(prog: &[u8]) -> io::Result<()> {
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if prog.is_empty() || !prog.len().is_multiple_of(INSN) || prog.len() / INSN > u16::MAX as usize
+    {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    // Copy into properly aligned instructions.
+    let insns: Vec<libc::sock_filter> = prog
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let fprog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: fprog points at `insns`, which outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_SECCOMP,
+            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Give the calling process a new, anonymous session keyring, so the container does
+/// not share the host's (runc does the same). Kernels without keys are fine.
+pub fn new_session_keyring() {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a NULL name: join a new anonymous session keyring.
+    unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+}
+
+/// Make the calling process non-dumpable: its /proc files become root's and need
+/// CAP_SYS_PTRACE to open (its exe, its fds, its memory), and it cannot be ptraced
+/// by the container. execve resets it for the workload.
+pub fn not_dumpable() {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+}

@@ -49,6 +49,15 @@ if ! command -v cargo >/dev/null 2>&1; then
     fi
 fi
 
+# `--userns remap` maps a container's root to the subordinate ids of the user `twinbox`
+# (Docker's userns-remap uses `dockremap` the same way).
+if ! id twinbox >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin twinbox
+fi
+if ! grep -q '^twinbox:' /etc/subuid 2>/dev/null || ! grep -q '^twinbox:' /etc/subgid 2>/dev/null; then
+    usermod --add-subuids 200000-265535 --add-subgids 200000-265535 twinbox
+fi
+
 echo "setup: building twinbox (release)"
 cargo build --release --quiet
 echo "setup: guest kernel"

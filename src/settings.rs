@@ -38,6 +38,10 @@ pub struct Settings {
     /// are, as in Docker.)
     #[serde(default)]
     pub insecure_registries: Vec<String>,
+    /// Docker's `userns-remap`: `default` (the `twinbox` user's subordinate ids) or
+    /// `USER[:GROUP]`. Process containers then run remapped unless `--userns host`.
+    #[serde(default)]
+    pub userns_remap: Option<String>,
 }
 
 /// Where the settings live.
@@ -164,6 +168,7 @@ mod tests {
     fn s(v: &[&str]) -> Settings {
         Settings {
             insecure_registries: v.iter().map(|x| x.to_string()).collect(),
+            userns_remap: None,
         }
     }
 

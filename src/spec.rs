@@ -173,6 +173,14 @@ pub enum Seccomp {
     Custom(String),
 }
 
+/// A user-namespace mapping: container ids 0..size are host ids uid.. and gid...
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdMap {
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u32,
+}
+
 /// How a container is confined beyond its namespaces: Docker's `--privileged`,
 /// `--cap-add/--cap-drop`, `--security-opt` and `--read-only`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
@@ -195,6 +203,9 @@ pub struct Security {
     /// The root filesystem is mounted read-only (volumes and tmpfs mounts stay writable).
     #[serde(default)]
     pub read_only: bool,
+    /// `--userns remap`: the container's ids are these host ids (process containers).
+    #[serde(default)]
+    pub userns: Option<IdMap>,
 }
 
 /// Where twinbox's embedded DNS responder listens inside a sandbox (Docker's address).

@@ -1038,3 +1038,113 @@ fn rename_in_archive(archive: &Path, name: &str) {
     }
     std::fs::write(archive, out.into_inner().unwrap()).unwrap();
 }
+
+#[test]
+fn a_remapped_root_is_nobody_on_the_host() {
+    let tb = Tb::new();
+    let map = twinbox::security::subid::lookup("default").unwrap_or_else(|e| {
+        panic!("{e}: scripts/setup.sh adds the twinbox user and its subordinate ids")
+    });
+    let secret = tb.dir.path().join("secret");
+    std::fs::write(&secret, b"host only").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let probe = tool(&tb, "probe");
+    tb.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rr",
+        "--userns",
+        "remap",
+        "-v",
+        "rvol:/data",
+        "-v",
+        &format!("{}:/hs:ro", secret.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "httpd -p 80 -h /etc; sleep 1000",
+    ]);
+    let pid = inspect(&tb, "rr")["State"]["Pid"].as_i64().unwrap();
+    let host_uid = status_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap(),
+        "Uid",
+    );
+    assert_eq!(
+        host_uid.split_whitespace().next().unwrap(),
+        map.uid.to_string()
+    );
+    let inside = tb.ok(&[
+        "exec", "rr", "sh", "-c",
+        "id -u; cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'; ls -ln /etc/passwd | tr -s ' ' | cut -d' ' -f3,4; \
+         cat /hs 2>&1; touch /data/x && echo volume-ok; wget -qO- http://127.0.0.1/hostname >/dev/null && echo port-80-ok",
+    ]);
+    println!("--userns remap: host uid {host_uid}; inside:\n{inside}");
+    let lines: Vec<&str> = inside.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(lines[1], format!("0 {} {}", map.uid, map.size));
+    assert_eq!(lines[2], "0 0", "the image's files show their owners");
+    assert!(lines[3].contains("Permission denied"), "{inside}");
+    assert!(
+        inside.contains("volume-ok") && inside.contains("port-80-ok"),
+        "{inside}"
+    );
+    // A setuid binary the container's root makes is owned by its host id, not root.
+    tb.ok(&["cp", probe.to_str().unwrap(), "rr:/bin/suid"]);
+    tb.ok(&["exec", "rr", "chmod", "4755", "/bin/suid"]);
+    let id = inspect(&tb, "rr")["Id"].as_str().unwrap().to_string();
+    let f = tb
+        .root()
+        .join("containers")
+        .join(&id)
+        .join("upper/bin/suid");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), map.uid);
+    assert_eq!(
+        tb.ok(&["exec", "rr", "/bin/suid"]).trim(),
+        "euid=0 shadow=denied"
+    );
+    tb.ok(&["rm", "-f", "rr"]);
+    tb.ok(&["volume", "rm", "rvol"]);
+    // Docker's userns-remap setting makes it the default; --userns host opts out.
+    std::fs::write(
+        tb.dir.path().join("daemon.json"),
+        r#"{"userns-remap": "default"}"#,
+    )
+    .unwrap();
+    let uid_map = |extra: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&["busybox", "cat", "/proc/self/uid_map"]);
+        tb.ok(&a).split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert_eq!(uid_map(&[]), map.uid.to_string());
+    assert_eq!(uid_map(&["--userns", "host"]), "0");
+    tb.fails(
+        &["run", "--rm", "--privileged", "busybox", "true"],
+        125,
+        "--userns host",
+    );
+    std::fs::remove_file(tb.dir.path().join("daemon.json")).unwrap();
+    tb.fails(
+        &[
+            "run",
+            "--rm",
+            "--userns",
+            "remap",
+            "--isolation",
+            "vm",
+            "busybox",
+            "true",
+        ],
+        125,
+        "process containers",
+    );
+    tb.fails(
+        &["run", "--rm", "--userns", "sideways", "busybox", "true"],
+        125,
+        "use host or remap",
+    );
+    tb.assert_clean(&[]);
+}

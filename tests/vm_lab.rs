@@ -93,7 +93,7 @@ echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
         "1",
         "seccomp refuses unshare in the guest too"
     );
-    assert_eq!(field(&out, "ro"), "1 ok");
+    assert_eq!(field(&out, "ro").trim(), "1 ok");
     let guest = field(&out, "guestkernel");
     assert!(!guest.is_empty());
     assert_ne!(guest, field(&out, "l1kernel"), "the VM has its own kernel");

@@ -106,6 +106,10 @@ pub struct CreateArgs {
     /// Log driver options: max-size=20m, max-file=5
     #[arg(long)]
     log_opt: Vec<String>,
+    /// User namespace: host (root is the host's root), or remap (root is an unprivileged
+    /// host id from /etc/subuid; the default when daemon.json sets userns-remap)
+    #[arg(long)]
+    userns: Option<String>,
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     help: Option<bool>,
@@ -152,6 +156,7 @@ impl CreateArgs {
             read_only: self.read_only,
             log_driver: self.log_driver.clone(),
             log_opts: self.log_opt.clone(),
+            userns: self.userns.clone(),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct CreateOptions {
     pub read_only: bool,
     pub log_driver: Option<String>,
     pub log_opts: Vec<String>,
+    /// `--userns host|remap`.
+    pub userns: Option<String>,
 }
 
 /// Where `--network` puts a container.
@@ -165,6 +167,47 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// `--userns`, and Docker's `userns-remap` setting: a remapped container's ids.
+fn userns_option(o: &CreateOptions) -> Result<Option<crate::spec::IdMap>, EngineError> {
+    let remap = crate::settings::load()
+        .map_err(|e| EngineError::Invalid(e.to_string()))?
+        .userns_remap;
+    let vm = o.isolation == Some(Isolation::Vm);
+    let spec = match o.userns.as_deref() {
+        Some("host") => return Ok(None),
+        Some("remap") if vm => {
+            return Err(EngineError::Invalid(
+                "--userns remap is for process containers: a microVM's root is confined by its VM, not by the host's user namespaces".into(),
+            ))
+        }
+        Some("remap") => remap.unwrap_or_else(|| "default".into()),
+        Some(other) => {
+            return Err(EngineError::Invalid(format!(
+                "invalid --userns {other:?}: use host or remap"
+            )))
+        }
+        // The setting remaps process containers; a microVM is its own boundary.
+        None if vm => return Ok(None),
+        None => match remap {
+            Some(r) => r,
+            None => return Ok(None),
+        },
+    };
+    if o.privileged {
+        return Err(EngineError::Invalid(
+            "--privileged cannot be used in a user namespace: add --userns host".into(),
+        ));
+    }
+    if o.network.as_deref() == Some("host") {
+        return Err(EngineError::Invalid(
+            "--network host cannot be used in a user namespace: add --userns host".into(),
+        ));
+    }
+    crate::security::subid::lookup(&spec)
+        .map(Some)
+        .map_err(EngineError::Invalid)
+}
+
 /// `--privileged`, `--cap-add/--cap-drop`, `--security-opt`, `--read-only`, checked.
 fn security_options(o: &CreateOptions) -> Result<Security, EngineError> {
     let caps = |v: &[String]| -> Result<Vec<String>, EngineError> {
@@ -173,6 +216,7 @@ fn security_options(o: &CreateOptions) -> Result<Security, EngineError> {
             .collect()
     };
     let mut sec = Security {
+        userns: userns_option(o)?,
         privileged: o.privileged,
         cap_add: caps(&o.cap_add)?,
         cap_drop: caps(&o.cap_drop)?,

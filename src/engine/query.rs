@@ -168,6 +168,8 @@ impl Engine {
         let r = self.get(reference)?;
         let s = &r.state;
         let p = &r.spec.process;
+        let sec = &r.spec.security;
+        let hidden = !sec.privileged && !sec.unmask_system_paths;
         let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
             t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
                 .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
@@ -210,9 +212,22 @@ impl Engine {
                 "PidsLimit": r.spec.resources.pids_limit,
                 "CpusetCpus": r.spec.resources.cpuset_cpus.clone().unwrap_or_default(),
                 "Isolation": r.spec.isolation.to_string(),
-                "CapAdd": serde_json::Value::Null,
-                "ReadonlyPaths": crate::launch::rootfs::READONLY,
-                "MaskedPaths": crate::launch::rootfs::MASKED,
+                "CapAdd": sec.cap_add,
+                "CapDrop": sec.cap_drop,
+                "Privileged": sec.privileged,
+                "ReadonlyRootfs": sec.read_only,
+                "SecurityOpt": security_opt(sec),
+                "UsernsMode": if sec.userns.is_some() { "remap" } else { "" },
+                "LogConfig": {
+                    "Type": r.log_config.driver,
+                    "Config": if r.log_config.keeps_logs() {
+                        json!({"max-size": r.log_config.max_size.to_string(), "max-file": r.log_config.max_file.to_string()})
+                    } else {
+                        json!({})
+                    },
+                },
+                "ReadonlyPaths": if hidden { json!(crate::launch::rootfs::READONLY) } else { json!([]) },
+                "MaskedPaths": if hidden { json!(crate::launch::rootfs::MASKED) } else { json!([]) },
             },
             "Mounts": r.spec.mounts.iter().map(|m| {
                 let source = match m.kind {
@@ -292,6 +307,24 @@ impl Engine {
             default_isolation: "process".into(),
         })
     }
+}
+
+/// Docker's `HostConfig.SecurityOpt` for what a container asked.
+fn security_opt(sec: &crate::spec::Security) -> Vec<String> {
+    let mut v = Vec::new();
+    match &sec.seccomp {
+        crate::spec::Seccomp::Default => {}
+        crate::spec::Seccomp::Unconfined => v.push("seccomp=unconfined".to_string()),
+        // Docker keeps the profile's text here too.
+        crate::spec::Seccomp::Custom(text) => v.push(format!("seccomp={text}")),
+    }
+    if sec.no_new_privileges {
+        v.push("no-new-privileges".into());
+    }
+    if sec.unmask_system_paths {
+        v.push("systempaths=unconfined".into());
+    }
+    v
 }
 
 /// Docker's `HostConfig.PortBindings` shape.

@@ -631,6 +631,7 @@ fn guest_mounts(mounts: &[crate::spec::Mount]) -> Vec<PlannedMount> {
             target: m.target.clone(),
             readonly: m.readonly,
             copy_up: m.kind == MountKind::Volume && !m.nocopy,
+            kind_volume: false,
         })
         .collect()
 }
@@ -686,7 +687,7 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
         privileged: spec.security.privileged,
         read_only: spec.security.read_only,
     };
-    rootfs::mount_all(&plan)?;
+    rootfs::mount_all(&plan, None)?;
     if !spec.security.privileged && !spec.security.unmask_system_paths {
         rootfs::mask_and_protect(Path::new(ROOT))?;
     }

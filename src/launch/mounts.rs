@@ -31,6 +31,8 @@ pub struct PlannedMount {
     pub readonly: bool,
     /// An empty volume first gets the image's files at `target` (Docker's copy-up).
     pub copy_up: bool,
+    /// A twinbox volume (not a host path): a remapped container sees it idmapped.
+    pub kind_volume: bool,
 }
 
 fn err(step: &str, target: &str, e: impl Into<io::Error>) -> SetupError {
@@ -204,7 +206,14 @@ fn copy_up_aside(from: &Path, volume: &Path) -> io::Result<()> {
 
 /// Mount everything in `mounts` under `root`, parents before children (`/run` before
 /// `/run/x`, whatever the order given).
-pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result<(), SetupError> {
+/// `idmap` (a remapped container): the user namespace to map volumes through, the
+/// host uid/gid owning tmpfs mounts, and where idmapped views are staged.
+pub fn mount_all(
+    root: &Path,
+    mounts: &[PlannedMount],
+    staging: &Path,
+    idmap: Option<(std::os::fd::RawFd, u32, u32, &Path)>,
+) -> Result<(), SetupError> {
     let mut order: Vec<(usize, &PlannedMount)> = mounts.iter().enumerate().collect();
     order.sort_by_key(|(_, m)| m.target.split('/').filter(|c| !c.is_empty()).count());
     for (i, m) in order {
@@ -228,18 +237,45 @@ pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result
         };
         match &m.source {
             MountSource::Bind(src) => {
-                if m.copy_up && !m.readonly && !file_bind && is_empty_dir(src) {
+                let idmapped = idmap.filter(|_| m.kind_volume);
+                if m.copy_up && !m.readonly && !file_bind && idmapped.is_none() && is_empty_dir(src)
+                {
                     copy_up_aside(&at, src)
                         .map_err(|e| err("copy the image's files into", t, e))?;
                 }
-                mount(
-                    Some(src),
-                    &at,
-                    None::<&str>,
-                    MsFlags::MS_BIND | MsFlags::MS_REC,
-                    None::<&str>,
-                )
-                .map_err(|e| err("bind-mount", t, e))?;
+                match idmap {
+                    // A remapped container sees a volume's files with their owners as
+                    // any other container does: through an idmapped view (the files on
+                    // disk keep their ids). A host path keeps the host's ids.
+                    Some((userns, _, _, idstage)) if m.kind_volume => {
+                        let view = idstage.join(format!("v{i}"));
+                        fs::create_dir_all(&view).map_err(|e| err("stage", t, e))?;
+                        crate::process::userns::mount_idmapped(src, &view, userns)
+                            .map_err(|e| err("idmap", t, e))?;
+                        // Copied through the view, so the files land with their ids
+                        // mapped back as any other container's would.
+                        if m.copy_up && !m.readonly && is_empty_dir(&view) {
+                            copy_tree(&at, &view)
+                                .map_err(|e| err("copy the image's files into", t, e))?;
+                        }
+                        mount(
+                            Some(&view),
+                            &at,
+                            None::<&str>,
+                            MsFlags::MS_MOVE,
+                            None::<&str>,
+                        )
+                        .map_err(|e| err("move the volume to", t, e))?;
+                    }
+                    _ => mount(
+                        Some(src),
+                        &at,
+                        None::<&str>,
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
+                        None::<&str>,
+                    )
+                    .map_err(|e| err("bind-mount", t, e))?,
+                }
                 if m.readonly {
                     mount(
                         None::<&str>,
@@ -283,6 +319,9 @@ pub fn mount_all(root: &Path, mounts: &[PlannedMount], staging: &Path) -> Result
                     flags |= MsFlags::MS_NOEXEC;
                 }
                 let mut data = vec![format!("mode={:o}", mode.unwrap_or(0o1777))];
+                if let Some((_, uid, gid, _)) = idmap {
+                    data.push(format!("uid={uid},gid={gid}"));
+                }
                 if let Some(s) = size {
                     data.push(format!("size={s}"));
                 }

@@ -74,6 +74,16 @@ pub struct RootfsPlan {
     pub read_only: bool,
 }
 
+/// `--userns remap`: the layers are mounted idmapped (through `userns`) under
+/// `staging`, and what the container's root owns belongs to host `uid`/`gid`.
+#[derive(Debug, Clone)]
+pub struct RootIdmap {
+    pub userns: std::os::fd::RawFd,
+    pub staging: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
 pub fn overlay_options(plan: &RootfsPlan) -> String {
     let lower: Vec<String> = plan
@@ -100,8 +110,34 @@ fn ensure_file(path: &Path) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// With `--userns remap`: idmapped views of the image's layers under the staging
+/// directory; the plan to overlay them instead.
+fn idmapped_layers(plan: &RootfsPlan, m: &RootIdmap) -> Result<RootfsPlan, SetupError> {
+    let mut out = plan.clone();
+    let view = |src: &Path, name: String| -> Result<PathBuf, SetupError> {
+        let at = m.staging.join(name);
+        fs::create_dir_all(&at).map_err(io_step("create idmap staging"))?;
+        crate::process::userns::mount_idmapped(src, &at, m.userns)
+            .map_err(io_step("idmap a layer"))?;
+        Ok(at)
+    };
+    for (i, l) in plan.lower.iter().enumerate() {
+        out.lower[i] = view(l, format!("l{i}"))?;
+    }
+    // The writable layer is not idmapped (overlayfs makes its work directories with
+    // the mounter's ids, which the mapping does not hold): what the container writes
+    // is stored with its host ids, and the layer's root is its root's.
+    nix::unistd::chown(
+        &plan.upper,
+        Some(nix::unistd::Uid::from_raw(m.uid)),
+        Some(nix::unistd::Gid::from_raw(m.gid)),
+    )
+    .map_err(nix_step("chown the writable layer"))?;
+    Ok(out)
+}
+
 /// Make the mount tree private, mount the overlay root and everything under it.
-pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
+pub fn mount_all(plan: &RootfsPlan, idmap: Option<&RootIdmap>) -> Result<(), SetupError> {
     mount(
         None::<&str>,
         "/",
@@ -111,14 +147,22 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
     )
     .map_err(nix_step("make / private"))?;
     let t = &plan.target;
+    let layers = match idmap {
+        Some(m) => idmapped_layers(plan, m)?,
+        None => plan.clone(),
+    };
     mount(
         Some("overlay"),
         t,
         Some("overlay"),
         MsFlags::empty(),
-        Some(overlay_options(plan).as_str()),
+        Some(overlay_options(&layers).as_str()),
     )
     .map_err(nix_step("mount the overlay root"))?;
+    // tmpfs mounts belong to the container's root (a remapped one: its host ids).
+    let owner = idmap
+        .map(|m| format!(",uid={},gid={}", m.uid, m.gid))
+        .unwrap_or_default();
 
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let sub = |p: &str| t.join(p.trim_start_matches('/'));
@@ -151,7 +195,7 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
         &sub("dev"),
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
+        Some(format!("mode=755,size=65536k{owner}").as_str()),
     )
     .map_err(nix_step("mount /dev"))?;
     for (name, major, minor) in DEVICES {
@@ -171,6 +215,14 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(nix_step("chmod device nodes"))?;
+        if let Some(m) = idmap {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(m.uid)),
+                Some(nix::unistd::Gid::from_raw(m.gid)),
+            )
+            .map_err(nix_step("chown device nodes"))?;
+        }
     }
     if plan.privileged {
         host_devices(&sub("dev"))?;
@@ -183,7 +235,13 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
         &sub("dev/pts"),
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(
+            format!(
+                "newinstance,ptmxmode=0666,mode=0620,gid={}",
+                idmap.map_or(5, |m| m.gid + 5)
+            )
+            .as_str(),
+        ),
     )
     .map_err(nix_step("mount /dev/pts"))?;
     mount(
@@ -191,7 +249,7 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
         &sub("dev/shm"),
         Some("tmpfs"),
         common,
-        Some("mode=1777,size=65536k"),
+        Some(format!("mode=1777,size=65536k{owner}").as_str()),
     )
     .map_err(nix_step("mount /dev/shm"))?;
     mount(
@@ -215,7 +273,12 @@ pub fn mount_all(plan: &RootfsPlan) -> Result<(), SetupError> {
     // Volumes, binds and tmpfs before the /etc files, so that a volume at /etc still
     // gets the container's hostname, hosts and resolv.conf on top (as Docker does).
     // Device-backed volumes (microVMs) are staged outside the container's tree.
-    super::mounts::mount_all(t, &plan.mounts, Path::new("/run/twinbox-volumes"))?;
+    super::mounts::mount_all(
+        t,
+        &plan.mounts,
+        Path::new("/run/twinbox-volumes"),
+        idmap.map(|m| (m.userns, m.uid, m.gid, m.staging.as_path())),
+    )?;
     for (src, dst) in &plan.etc_files {
         let d = sub(dst);
         ensure_file(&d)?;

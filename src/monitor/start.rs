@@ -51,6 +51,12 @@ pub fn start_backend(
             for d in ["upper", "work"] {
                 std::fs::create_dir_all(dir.join(d))?;
             }
+            if let Some(m) = rec.spec.security.userns {
+                // A remapped root owns its /etc files, as any root owns them.
+                for f in ["hostname", "hosts", "resolv.conf"] {
+                    let _ = std::os::unix::fs::chown(dir.join(f), Some(m.uid), Some(m.gid));
+                }
+            }
             let plan = RootfsPlan {
                 lower: rec.layers.iter().map(PathBuf::from).collect(),
                 upper: dir.join("upper"),

@@ -12,6 +12,7 @@
 pub mod cgroups;
 pub mod exec_shim;
 mod nsenter;
+pub mod userns;
 
 use crate::launch::confine::Confinement;
 use crate::launch::reaper::Reaper;
@@ -116,6 +117,20 @@ impl ProcessSandbox {
         // The child timestamps its steps here (CLOCK_MONOTONIC), for --explain/compare.
         let (tim_r, tim_w) = pipe()?;
         let cap_last = caps::last_cap();
+        // --userns remap: a namespace with the mapping (to idmap the layers through)
+        // and the pipes of the handshake in which the child asks for its maps.
+        let userns = match cfg.spec.security.userns {
+            Some(map) => {
+                let fd = userns::mapping_namespace(&map).map_err(|e| SandboxError::Setup {
+                    step: "make the user namespace mapping".into(),
+                    source: e,
+                })?;
+                let (ask_r, ask_w) = pipe()?;
+                let (done_r, done_w) = pipe()?;
+                Some((map, fd, (ask_r, done_w), (ask_w, done_r)))
+            }
+            None => None,
+        };
         let mut flags =
             libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
         if cfg.spec.network != NetworkMode::Host {
@@ -146,7 +161,15 @@ impl ProcessSandbox {
             drop(go_w);
             drop(rep_r);
             drop(tim_r);
-            let e = Self::child(cfg, go_r, child_stdio, cap_last, tim_w);
+            let remap = userns.map(|(map, fd, parent_ends, (ask, done))| {
+                drop(parent_ends);
+                ChildUserns {
+                    map,
+                    fd,
+                    handshake: userns::Handshake { ask, done },
+                }
+            });
+            let e = Self::child(cfg, go_r, child_stdio, cap_last, tim_w, remap);
             workload::report(rep_w.as_raw_fd(), &e);
             // SAFETY: leaving the forked child without running the parent's destructors.
             unsafe { libc::_exit(125) };
@@ -175,6 +198,16 @@ impl ProcessSandbox {
         let go_at = crate::util::clock::monotonic_ns();
         go_w.write_all(b"g").map_err(|e| fail(e.into()))?;
         drop(go_w);
+        if let Some((map, fd, (ask, done), child_ends)) = userns {
+            drop((fd, child_ends));
+            // false: the child ended before asking; its report says why.
+            userns::serve(pid, &map, ask, done).map_err(|e| {
+                fail(SandboxError::Setup {
+                    step: "write the user namespace maps".into(),
+                    source: e,
+                })
+            })?;
+        }
         let stdio = host_stdio.finish();
         if let Some(e) = read_report(rep_r) {
             let rx = reaper.subscribe(pid);
@@ -215,6 +248,7 @@ impl ProcessSandbox {
         stdio: ChildStdio,
         cap_last: u32,
         timing: File,
+        remap: Option<ChildUserns>,
     ) -> SetupError {
         let mut go = go;
         let mut b = [0u8; 1];
@@ -231,7 +265,19 @@ impl ProcessSandbox {
         let mut run = || -> Result<(), SetupError> {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
                 .map_err(|e| SetupError::new("cgroup namespace", std::io::Error::from(e)))?;
-            rootfs::mount_all(&cfg.rootfs)?;
+            let idmap = remap.as_ref().map(|r| rootfs::RootIdmap {
+                userns: r.fd.as_raw_fd(),
+                staging: cfg.rootfs.target.with_file_name("idmap"),
+                uid: r.map.uid,
+                gid: r.map.gid,
+            });
+            if remap.is_some() && cfg.spec.network != NetworkMode::Host {
+                // A remapped root has no capability in this network namespace (its
+                // owner is the host's user namespace): like Docker, let anyone bind
+                // low ports and open ICMP sockets in it.
+                userns::unprivileged_network()?;
+            }
+            rootfs::mount_all(&cfg.rootfs, idmap.as_ref())?;
             mark("rootfs");
             rootfs::pivot(&cfg.rootfs.target)?;
             mark("pivot_root");
@@ -252,6 +298,15 @@ impl ProcessSandbox {
             return e;
         }
         drop(timing);
+        if let Some(r) = remap {
+            // Last: into the user namespace, whose maps the monitor writes.
+            if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+                return SetupError::new("new user namespace", std::io::Error::from(e));
+            }
+            if let Err(e) = r.handshake.ask() {
+                return SetupError::new("wait for the user namespace maps", e);
+            }
+        }
         workload::exec_workload(&cfg.spec.process, stdio, &cfg.confinement, cap_last, true)
     }
 }
@@ -346,6 +401,13 @@ impl Sandbox for ProcessSandbox {
         let _ = self.cgroup.kill_all();
         let _ = self.cgroup.destroy();
     }
+}
+
+/// What the container's init needs for `--userns remap`.
+struct ChildUserns {
+    map: crate::spec::IdMap,
+    fd: OwnedFd,
+    handshake: userns::Handshake,
 }
 
 /// Wrap a raw fd we own into a File.

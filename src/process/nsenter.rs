@@ -79,6 +79,18 @@ impl ExecProcess for Exec {
     }
 }
 
+/// Join a remapped container's user namespace (if `user`; else we are in it already)
+/// and become its root: what we write then belongs to the container's root, not to an
+/// unmapped host root, and capabilities survive an execve.
+fn enter_as_root(user: Option<&File>) -> io::Result<()> {
+    if let Some(u) = user {
+        setns(u, CloneFlags::CLONE_NEWUSER).map_err(io::Error::from)?;
+    }
+    let (g, uid) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
+    nix::unistd::setresgid(g, g, g).map_err(io::Error::from)?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(io::Error::from)
+}
+
 /// A sealed, in-memory copy of the running twinbox binary (nothing can write it).
 fn sealed_copy_of_self() -> io::Result<OwnedFd> {
     let fd = nix::sys::memfd::memfd_create(
@@ -121,10 +133,17 @@ pub fn exec(
     cap_last: u32,
 ) -> Result<Box<dyn ExecProcess>, SandboxError> {
     let pidns = open_ns(pid, "pid")?;
-    let others: Vec<(File, CloneFlags)> = NAMESPACES
+    let mut others: Vec<(File, CloneFlags)> = NAMESPACES
         .iter()
         .map(|(n, f)| open_ns(pid, n).map(|file| (file, *f)))
         .collect::<Result<_, _>>()?;
+    others.push((pidns, CloneFlags::CLONE_NEWPID));
+    // A remapped container's user namespace goes last: once in it, we have no
+    // capability left over the namespaces the host's user namespace owns.
+    let joins_userns = super::userns::has_own_userns(pid);
+    if joins_userns {
+        others.push((open_ns(pid, "user")?, CloneFlags::CLONE_NEWUSER));
+    }
     let image = sealed_copy_of_self()?;
     let null = File::options().read(true).write(true).open("/dev/null")?;
     let (host_stdio, child_stdio) = make_stdio(p)?;
@@ -177,13 +196,19 @@ pub fn exec(
         }
         crate::util::fs::cloexec_all_above_stdio();
         confine::not_dumpable();
-        let entered = others
-            .iter()
-            .chain(std::iter::once(&(pidns, CloneFlags::CLONE_NEWPID)))
-            .try_for_each(|(f, flag)| {
-                setns(f, *flag)
-                    .map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))
-            });
+        let entered = others.iter().try_for_each(|(f, flag)| {
+            setns(f, *flag).map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))
+        });
+        // In a remapped container's user namespace, become its root before the exec
+        // below: only a root of that namespace keeps capabilities across an execve.
+        let entered = entered.and_then(|_| {
+            if joins_userns {
+                enter_as_root(None)
+                    .map_err(|e| SetupError::new("become root in the user namespace", e))
+            } else {
+                Ok(())
+            }
+        });
         let e = match entered {
             Err(e) => e,
             Ok(()) => {
@@ -267,6 +292,11 @@ where
     F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()> + Send,
 {
     let mnt = open_ns(pid, "mnt")?;
+    let user = if super::userns::has_own_userns(pid) {
+        Some(open_ns(pid, "user")?)
+    } else {
+        None
+    };
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -282,6 +312,10 @@ where
         let keep = CP_CAPS.iter().fold(0u64, |m, c| m | (1u64 << c));
         let res = setns(&mnt, CloneFlags::CLONE_NEWNS)
             .map_err(io::Error::from)
+            .and_then(|_| match &user {
+                Some(u) => enter_as_root(Some(u)),
+                None => Ok(()),
+            })
             .and_then(|_| caps::drop_bounding(keep, cap_last))
             .and_then(|_| caps::set_all(keep))
             .and_then(|_| {

@@ -5,6 +5,7 @@
 
 pub mod docker_profile;
 pub mod seccomp;
+pub mod subid;
 
 use crate::launch::caps;
 use crate::launch::confine::Confinement;

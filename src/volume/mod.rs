@@ -33,6 +33,7 @@ pub fn plan_process_mounts(root: &Path, mounts: &[Mount]) -> Vec<PlannedMount> {
             target: m.target.clone(),
             readonly: m.readonly,
             copy_up: m.kind == MountKind::Volume && !m.nocopy,
+            kind_volume: m.kind == MountKind::Volume,
         })
         .collect()
 }

@@ -421,6 +421,8 @@ fn seccomp_is_dockers_by_default() {
     );
     assert!(stdout(&find).starts_with("refused Operation not permitted"));
     assert!(stdout(&new).starts_with("refused Operation not permitted"));
+    let uring = tb.out(&["exec", "kk", "/keys", "uring"]);
+    assert!(stdout(&uring).starts_with("refused Operation not permitted"), "{uring:?}");
     tb.ok(&["rm", "-f", "kk"]);
     // A profile of the user's own, in Docker's format.
     let p = tb.dir.path().join("profile.json");
@@ -980,6 +982,14 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
         "environment variable",
     );
     assert_eq!(tb.out(&["exec", "cc", "ls", "/rel"]).status.code(), Some(1));
+    // A sparse file copies out as one (its holes stay holes on the host).
+    tb.ok(&["exec", "cc", "sh", "-c", "dd if=/dev/zero of=/tmp/sparse bs=1 count=1 seek=268435455 2>/dev/null"]);
+    let sparse = tb.dir.path().join("sparse");
+    tb.ok(&["cp", "cc:/tmp/sparse", sparse.to_str().unwrap()]);
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(&sparse).unwrap();
+    assert_eq!(m.len(), 256 << 20);
+    assert!(m.blocks() * 512 < 4 << 20, "{} blocks", m.blocks());
     // A FIFO copies as a FIFO, both ways.
     tb.ok(&["exec", "cc", "mkfifo", "/tmp/pipe"]);
     let out = tb.dir.path().join("pipe-out");

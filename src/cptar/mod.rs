@@ -11,6 +11,7 @@
 //! mid-copy — to `/proc/PID/root` of a process that has not entered its mount namespace
 //! yet, say — cannot steer the copy out of its root.
 
+mod guard;
 mod pack;
 mod unpack;
 
@@ -47,6 +48,17 @@ pub fn safe_relative(path: &Path) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// The top entry `pack` gives `src`: its last component, or `.` for `SRC/.` (what a
+/// receiver checks a stream from a container against).
+pub fn top_name(src: &str) -> Option<String> {
+    if contents_only(src) {
+        return Some(".".into());
+    }
+    Path::new(src)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 /// `cp SRC/.`: the contents of SRC, not SRC itself (Docker's rule).

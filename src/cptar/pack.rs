@@ -29,6 +29,7 @@ pub fn pack(side: Side, src: &str, out: &mut dyn Write) -> io::Result<()> {
     };
     let mut p = Packer {
         b: tar::Builder::new(out),
+        links: std::collections::HashMap::new(),
     };
     if at::stat_entry(parent.as_fd(), &name)?.is_none() {
         return Err(io::Error::new(
@@ -84,6 +85,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 struct Packer<'a> {
     b: tar::Builder<&'a mut dyn Write>,
+    /// Files with several names: (device, inode) -> the first name sent. The others go
+    /// as hard links, so a million links to one file are not a million copies.
+    links: std::collections::HashMap<(u64, u64), PathBuf>,
 }
 
 fn header(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
@@ -113,10 +117,24 @@ impl Packer<'_> {
             }
             libc::S_IFREG => {
                 // Non-blocking: a FIFO raced into its place must not hang the copy.
-                let fd = at::open_entry(dir, name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+                let fd = at::open_entry(
+                    dir,
+                    name,
+                    libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+                    0,
+                )?;
                 let st = at::stat_fd(fd.as_fd())?;
                 if at::kind(st.st_mode) != libc::S_IFREG {
                     return Ok(None);
+                }
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        let mut h = header(&st, tar::EntryType::Link);
+                        self.b.append_link(&mut h, arc, first)?;
+                        return Ok(None);
+                    }
+                    self.links.insert(key, arc.to_path_buf());
                 }
                 let mut h = header(&st, tar::EntryType::Regular);
                 h.set_size(st.st_size as u64);

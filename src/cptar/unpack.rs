@@ -134,17 +134,58 @@ fn open_host_dir(p: &Path) -> io::Result<OwnedFd> {
         .into())
 }
 
-/// Extract a `pack` stream to `dest` with Docker's `cp` rules.
-pub fn extract(side: Side, input: &mut dyn Read, dest: &str) -> io::Result<()> {
+/// Extract a `pack` stream to `dest` with Docker's `cp` rules. `expect` is the top
+/// entry the sender was asked for (`cptar::top_name` of its path): a stream from a
+/// container or a guest must hold that and nothing beside it — a directory's entries
+/// under it, a single file alone.
+pub fn extract(
+    side: Side,
+    input: &mut dyn Read,
+    dest: &str,
+    expect: Option<&str>,
+) -> io::Result<()> {
     let (mut base, mut mode, dest_exists) = destination(side, dest)?;
+    let mut guarded;
+    let input: &mut dyn Read = if side == Side::Host {
+        guarded = super::guard::Guard::new(input);
+        &mut guarded
+    } else {
+        input
+    };
     let mut ar = tar::Archive::new(input);
     let mut first = true;
+    let mut top_is_dir = false;
     for entry in ar.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
         let rel = safe_relative(&raw)
             .ok_or_else(|| invalid(format!("refusing archive entry {}", raw.display())))?;
         let kind = entry.header().entry_type();
+        if let Some(want) = expect {
+            let stray = || {
+                invalid(format!(
+                    "refusing archive entry {}: not under {want}",
+                    raw.display()
+                ))
+            };
+            if first {
+                top_is_dir = kind.is_dir();
+                let is_top = if want == "." {
+                    rel.as_os_str().is_empty() && top_is_dir
+                } else {
+                    rel == Path::new(want)
+                };
+                if !is_top {
+                    return Err(stray());
+                }
+            } else if !top_is_dir
+                || (want != "."
+                    && rel.components().next()
+                        != Some(std::path::Component::Normal(OsStr::new(want))))
+            {
+                return Err(stray());
+            }
+        }
         if std::mem::take(&mut first) {
             if let Mode::Rename(name) = &mode {
                 if kind.is_dir() && dest_exists {
@@ -242,12 +283,21 @@ fn write_entry(
     let mtime = h.mtime().unwrap_or(0) as i64;
     let existing = at::stat_entry(dir, name)?;
     let existing_dir = existing.is_some_and(|st| at::kind(st.st_mode) == libc::S_IFDIR);
+    if existing_dir && !kind.is_dir() && base.side == Side::Host {
+        // Docker's rule, and no stream from a container deletes a host tree.
+        return Err(invalid(
+            "cannot overwrite a directory with a non-directory".into(),
+        ));
+    }
     if existing.is_some() && !(existing_dir && kind.is_dir()) {
         at::remove_entry(dir, name)?;
     }
     let c = cname(name)?;
     if kind.is_dir() {
         at::mkdir_entry(dir, name, 0o700)?;
+        if existing_dir && base.side == Side::Host {
+            return Ok(()); // a host directory keeps its own mode
+        }
         let fd = at::open_entry(dir, name, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
         return fchmod(fd.as_fd(), perm);
     }
@@ -269,7 +319,7 @@ fn write_entry(
         });
     }
     match kind {
-        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
             let fd = at::open_entry(
                 dir,
                 name,
@@ -277,7 +327,7 @@ fn write_entry(
                 0o600,
             )?;
             let mut f = File::from(fd);
-            io::copy(entry, &mut f)?;
+            copy_keeping_holes(entry, &mut f)?;
             fchmod(f.as_fd(), perm)?;
             set_mtime(f.as_fd(), mtime)
         }
@@ -313,6 +363,29 @@ fn write_entry(
         // Metadata-only entries (pax/GNU headers are consumed by the reader).
         _ => Ok(()),
     }
+}
+
+/// Copy a file's data, leaving runs of zeros as holes: a sparse file a container made
+/// (`truncate -s 8E`) costs the destination no more than it cost the container.
+fn copy_keeping_holes(r: &mut dyn Read, f: &mut File) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf[..n].iter().all(|b| *b == 0) {
+            f.seek(SeekFrom::Current(n as i64))?;
+        } else {
+            f.write_all(&buf[..n])?;
+        }
+        len += n as u64;
+    }
+    f.set_len(len)
 }
 
 fn fchmod(fd: BorrowedFd, perm: u32) -> io::Result<()> {
@@ -367,11 +440,11 @@ mod tests {
         let mut buf = Vec::new();
         pack(Side::Host, &s(&src), &mut buf).unwrap();
         let renamed = d.path().join("b.txt");
-        extract(Side::Host, &mut &buf[..], &s(&renamed)).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&renamed), Some("a.txt")).unwrap();
         assert_eq!(fs::read(&renamed).unwrap(), b"data");
         let dir = d.path().join("dir");
         fs::create_dir(&dir).unwrap();
-        extract(Side::Host, &mut &buf[..], &s(&dir)).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&dir), Some("a.txt")).unwrap();
         assert_eq!(fs::read(dir.join("a.txt")).unwrap(), b"data");
     }
 
@@ -390,7 +463,7 @@ mod tests {
         let mut buf = Vec::new();
         pack(Side::Host, &s(&src), &mut buf).unwrap();
         let dest = d.path().join("copy");
-        extract(Side::Host, &mut &buf[..], &s(&dest)).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&dest), Some("tree")).unwrap();
         assert_eq!(fs::read(dest.join("sub/f")).unwrap(), b"x");
         assert_eq!(
             fs::read_link(dest.join("link")).unwrap(),
@@ -405,9 +478,9 @@ mod tests {
         let mut buf = Vec::new();
         pack(Side::Host, &format!("{}/.", s(&src)), &mut buf).unwrap();
         let dest2 = d.path().join("contents");
-        extract(Side::Host, &mut &buf[..], &s(&dest2)).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&dest2), Some(".")).unwrap();
         assert_eq!(fs::read(dest2.join("sub/f")).unwrap(), b"x");
-        extract(Side::Host, &mut &buf[..], &s(&dest)).unwrap();
+        extract(Side::Host, &mut &buf[..], &s(&dest), Some(".")).unwrap();
         assert!(!dest.join("tree").exists());
     }
 
@@ -418,7 +491,13 @@ mod tests {
         fs::write(&src, b"1").unwrap();
         let mut buf = Vec::new();
         pack(Side::Host, &s(&src), &mut buf).unwrap();
-        assert!(extract(Side::Host, &mut &buf[..], &s(&d.path().join("no/such/x"))).is_err());
+        assert!(extract(
+            Side::Host,
+            &mut &buf[..],
+            &s(&d.path().join("no/such/x")),
+            None
+        )
+        .is_err());
         assert!(pack(Side::Host, &s(&d.path().join("nope")), &mut Vec::new()).is_err());
     }
 
@@ -450,7 +529,7 @@ mod tests {
             tar_of(&[("mem", tar::EntryType::Char, b"", None)]),
         ];
         for (i, t) in cases.iter().enumerate() {
-            let _ = extract(Side::Host, &mut &t[..], &s(&dest));
+            let _ = extract(Side::Host, &mut &t[..], &s(&dest), None);
             assert_eq!(
                 fs::read(outside.join("victim")).unwrap(),
                 b"safe",
@@ -465,6 +544,7 @@ mod tests {
             Side::Host,
             &mut &tar_of(&[("f", tar::EntryType::Regular, b"new", None)])[..],
             &s(&dest),
+            Some("f"),
         )
         .unwrap();
         assert_eq!(fs::read(outside.join("victim")).unwrap(), b"safe");
@@ -475,6 +555,86 @@ mod tests {
             fs::metadata(dest.join("f")).unwrap().permissions().mode() & 0o7777,
             0o755
         );
+    }
+
+    #[test]
+    fn a_stream_holds_what_was_asked_for_and_nothing_beside_it() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("home");
+        fs::create_dir_all(dest.join(".ssh")).unwrap();
+        fs::write(dest.join(".ssh/authorized_keys"), b"mine").unwrap();
+        // Asked for app.log, a guest sends .ssh/authorized_keys beside it.
+        let t = tar_of(&[
+            ("app.log", tar::EntryType::Regular, b"log", None),
+            (
+                ".ssh/authorized_keys",
+                tar::EntryType::Regular,
+                b"theirs",
+                None,
+            ),
+        ]);
+        assert!(extract(Side::Host, &mut &t[..], &s(&dest), Some("app.log")).is_err());
+        assert_eq!(
+            fs::read(dest.join(".ssh/authorized_keys")).unwrap(),
+            b"mine"
+        );
+        let t = tar_of(&[(
+            ".ssh/authorized_keys",
+            tar::EntryType::Regular,
+            b"theirs",
+            None,
+        )]);
+        assert!(extract(Side::Host, &mut &t[..], &s(&dest), Some("app.log")).is_err());
+        let t = tar_of(&[
+            ("logs", tar::EntryType::Directory, b"", None),
+            (
+                ".ssh/authorized_keys",
+                tar::EntryType::Regular,
+                b"theirs",
+                None,
+            ),
+        ]);
+        assert!(extract(Side::Host, &mut &t[..], &s(&dest), Some("logs")).is_err());
+        assert_eq!(
+            fs::read(dest.join(".ssh/authorized_keys")).unwrap(),
+            b"mine"
+        );
+        // A file never replaces a host directory (Docker refuses it too), and an
+        // existing host directory keeps its mode.
+        use std::os::unix::fs::PermissionsExt;
+        let t = tar_of(&[(".ssh", tar::EntryType::Regular, b"x", None)]);
+        assert!(extract(Side::Host, &mut &t[..], &s(&dest), Some(".ssh")).is_err());
+        assert!(dest.join(".ssh/authorized_keys").exists());
+        fs::set_permissions(dest.join(".ssh"), fs::Permissions::from_mode(0o700)).unwrap();
+        let t = tar_of(&[(".ssh", tar::EntryType::Directory, b"", None)]);
+        extract(Side::Host, &mut &t[..], &s(&dest), Some(".ssh")).unwrap();
+        assert_eq!(
+            fs::metadata(dest.join(".ssh"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn runs_of_zeros_become_holes() {
+        let d = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 8 << 20];
+        data[0] = 1;
+        let t = tar_of(&[("sparse", tar::EntryType::Regular, &data, None)]);
+        extract(
+            Side::Host,
+            &mut &t[..],
+            &s(&d.path().join("out")),
+            Some("sparse"),
+        )
+        .unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(d.path().join("out")).unwrap();
+        assert_eq!(m.len(), 8 << 20);
+        assert!(m.blocks() * 512 < 1 << 20, "{} blocks", m.blocks());
     }
 
     #[test]

@@ -230,8 +230,7 @@ impl Engine {
             timestamps: o.timestamps,
             at_line_start: [true, true],
         };
-        let mut pos = logs::position(&path);
-        logs::read(&path, o.tail, &mut |c| printer.print(&c))
+        let mut pos = logs::read(&path, o.tail, &mut |c| printer.print(&c))
             .map_err(io_err("cannot read the log"))?;
         printer.flush();
         if !o.follow {
@@ -268,7 +267,7 @@ impl Engine {
                 protocol::write_json_line(&mut conn, &Request::CopyOut { path: path.clone() })
                     .map_err(io_err("cannot request the copy"))?;
                 let mut reader = DataReader::new(conn);
-                crate::cptar::extract(crate::cptar::Side::Host, &mut reader, &host_path(dest)?).map_err(|e| {
+                crate::cptar::extract(crate::cptar::Side::Host, &mut reader, &host_path(dest)?, crate::cptar::top_name(path).as_deref().or(Some("."))).map_err(|e| {
                     EngineError::Invalid(format!("copying {container}:{path}: {}", crate::monitor::error_chain(&e)))
                 })
             }

@@ -110,11 +110,11 @@ impl Engine {
     /// Remove what a half-made container left: record, leases, anonymous volumes,
     /// runtime files.
     fn discard(&self, rec: &ContainerRecord) {
-        if self.store.remove(&rec.id).is_ok() {
-            crate::network::session::release_leases(&self.paths.root, rec);
-            super::volumes::release_anonymous(&self.paths.root, rec);
+        if let Some(rec) = self.store.remove_if_abandoned(&rec.id) {
+            crate::network::session::release_leases(&self.paths.root, &rec);
+            super::volumes::release_anonymous(&self.paths.root, &rec);
+            let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
         }
-        let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>, EngineError> {

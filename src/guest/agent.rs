@@ -424,7 +424,7 @@ impl Agent {
         let pid = fork_in(ns, move || {
             let e = match enter_container(is_workload, mnt.as_ref()) {
                 Err(e) => e,
-                Ok(()) => workload::exec_workload(p, child_stdio, &conf, cap_last, false),
+                Ok(()) => workload::exec_workload(p, child_stdio, &conf, cap_last, false, false),
             };
             workload::report(rep_w.as_raw_fd(), &e);
             126
@@ -539,9 +539,9 @@ impl Agent {
 
     fn copy_in(self: &Arc<Self>, stream: u32, path: String) {
         let dest = path;
-        match self
-            .in_root(move |r, _| crate::cptar::extract(crate::cptar::Side::Container, r, &dest))
-        {
+        match self.in_root(move |r, _| {
+            crate::cptar::extract(crate::cptar::Side::Container, r, &dest, None)
+        }) {
             Err(e) => {
                 let _ = self.send(
                     stream,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped on any incompatible change; the host refuses an agent that differs.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 /// The vsock port the host listens on for the agent.
 pub const AGENT_PORT: u32 = 1024;
 /// The vsock port the agent relays DNS queries to (framed as DNS over TCP).
@@ -55,8 +55,8 @@ pub enum HostMsg {
         /// /etc/hostname, /etc/hosts, /etc/resolv.conf contents.
         etc: Vec<(String, String)>,
         /// Capabilities, no_new_privs and the compiled seccomp filter (for the workload
-        /// and every exec).
-        #[serde(default)]
+        /// and every exec). Required: an agent that would not apply it is refused by
+        /// its version.
         confinement: crate::launch::confine::Confinement,
     },
     Exec {

@@ -76,14 +76,18 @@ fn cstr(s: &str) -> Result<CString, SetupError> {
 }
 
 /// Set up stdio, identity and capabilities, then exec `p`. Returns only on failure.
+///
+/// `already_confined`: the keyring, bounding set, no_new_privs and seccomp filter were
+/// applied by our parent (the exec shim, before it forked us into the container).
 pub fn exec_workload(
     p: &ProcessSpec,
     stdio: ChildStdio,
     conf: &Confinement,
     cap_last: u32,
     die_with_parent: bool,
+    already_confined: bool,
 ) -> SetupError {
-    match prepare_and_exec(p, stdio, conf, cap_last, die_with_parent) {
+    match prepare_and_exec(p, stdio, conf, cap_last, die_with_parent, already_confined) {
         Err(e) => e,
         Ok(never) => match never {},
     }
@@ -97,6 +101,7 @@ fn prepare_and_exec(
     conf: &Confinement,
     cap_last: u32,
     die_with_parent: bool,
+    already_confined: bool,
 ) -> Result<Never, SetupError> {
     nix::unistd::setsid().map_err(nix_step("setsid"))?;
     super::stdio::install(stdio, p.user.uid)?;
@@ -120,14 +125,9 @@ fn prepare_and_exec(
         errno,
     })?;
 
-    // A keyring of its own, then the bounding set (needs CAP_SETPCAP), then seccomp:
-    // without no_new_privs loading a filter needs CAP_SYS_ADMIN, which we still hold;
-    // with it, the filter goes on last, so it has the fewest calls of ours to allow.
-    confine::new_session_keyring();
     let keep = conf.caps;
-    caps::drop_bounding(keep, cap_last).map_err(os_step("drop capabilities"))?;
-    if let (Some(prog), false) = (&conf.seccomp, conf.no_new_privs) {
-        confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
+    if !already_confined {
+        confine_early(conf, cap_last)?;
     }
     let groups: Vec<nix::unistd::Gid> = p
         .user
@@ -140,14 +140,8 @@ fn prepare_and_exec(
     nix::unistd::setuid(nix::unistd::Uid::from_raw(p.user.uid)).map_err(nix_step("setuid"))?;
     let mask = if p.user.uid == 0 { keep } else { 0 };
     caps::set_all(mask).map_err(os_step("set capabilities"))?;
-    if conf.no_new_privs {
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(os_step("set no_new_privs")(std::io::Error::last_os_error()));
-        }
-        if let Some(prog) = &conf.seccomp {
-            confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
-        }
+    if !already_confined {
+        confine_late(conf)?;
     }
     if die_with_parent {
         // Set last: a credential change clears the parent-death signal.
@@ -182,6 +176,33 @@ fn prepare_and_exec(
         step: format!("exec {arg0}"),
         errno: e as i32,
     })
+}
+
+/// A keyring of its own, then the bounding set (needs CAP_SETPCAP), then seccomp when
+/// no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, held until the
+/// identity changes.
+pub fn confine_early(conf: &Confinement, cap_last: u32) -> Result<(), SetupError> {
+    confine::new_session_keyring();
+    caps::drop_bounding(conf.caps, cap_last).map_err(os_step("drop capabilities"))?;
+    if let (Some(prog), false) = (&conf.seccomp, conf.no_new_privs) {
+        confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
+    }
+    Ok(())
+}
+
+/// With no_new_privs: set it, then the filter, as late as possible (so it has the
+/// fewest calls of ours to allow).
+pub fn confine_late(conf: &Confinement) -> Result<(), SetupError> {
+    if conf.no_new_privs {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(os_step("set no_new_privs")(std::io::Error::last_os_error()));
+        }
+        if let Some(prog) = &conf.seccomp {
+            confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Bring up `lo` in the current network namespace.

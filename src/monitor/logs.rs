@@ -366,11 +366,23 @@ fn tail_start(files: &[PathBuf], n: usize) -> io::Result<Start> {
     })
 }
 
-/// Read a container's log from `start` (or the last `tail` lines), calling `each` per
-/// piece. Returns where the current file ended (for `follow`).
-fn read_from(files: &[PathBuf], start: Start, each: &mut dyn FnMut(Chunk)) -> io::Result<()> {
-    for (i, p) in files.iter().enumerate().skip(start.file) {
+/// Where `follow` goes on from: a file's inode and the end of its last whole record.
+pub type Position = Option<(u64, u64)>;
+
+/// Read a container's log from `start`, calling `each` per piece, up to where each file
+/// ended when it was opened (a busy writer does not keep a plain `logs` going).
+/// Returns where the last file's whole records ended.
+fn read_from(files: &[PathBuf], start: Start, each: &mut dyn FnMut(Chunk)) -> io::Result<Position> {
+    let mut pos = None;
+    for (i, p) in files
+        .iter()
+        .enumerate()
+        .skip(start.file.min(files.len().saturating_sub(1)))
+    {
         let f = File::open(p)?;
+        let meta = f.metadata()?;
+        // `start.file == files.len()`: nothing to print, only the position to find.
+        let quiet = start.file >= files.len();
         let here = i == start.file;
         if is_legacy(&f) {
             let skip_lines = if here && start.skip == usize::MAX {
@@ -385,36 +397,46 @@ fn read_from(files: &[PathBuf], start: Start, each: &mut dyn FnMut(Chunk)) -> io
                     } else {
                         Stream::Stdout
                     };
-                    each(Chunk {
-                        stream,
-                        time: r.time,
-                        data: r.log.as_bytes(),
-                    });
+                    if !quiet {
+                        each(Chunk {
+                            stream,
+                            time: r.time,
+                            data: r.log.as_bytes(),
+                        });
+                    }
                 }
             }
+            pos = Some((meta.ino(), meta.len()));
             continue;
         }
-        let mut r = BufReader::with_capacity(64 * 1024, &f);
         let (offset, mut skip) = if here {
             (start.offset.max(MAGIC.len() as u64), start.skip)
         } else {
             (MAGIC.len() as u64, 0)
         };
-        r.seek(SeekFrom::Start(offset))?;
+        let mut r =
+            BufReader::with_capacity(64 * 1024, (&f).take(meta.len().saturating_sub(offset)));
+        std::io::Seek::seek(r.get_mut().get_mut(), SeekFrom::Start(offset))?;
+        let mut at = offset;
         while let Some((stream, t, data)) = read_record(&mut r)? {
+            at += (HEAD + data.len() + TAIL) as u64;
             let from = std::mem::take(&mut skip).min(data.len());
-            each(Chunk {
-                stream,
-                time: DateTime::from_timestamp_nanos(t),
-                data: &data[from..],
-            });
+            if !quiet {
+                each(Chunk {
+                    stream,
+                    time: DateTime::from_timestamp_nanos(t),
+                    data: &data[from..],
+                });
+            }
         }
+        pos = Some((meta.ino(), at));
     }
-    Ok(())
+    Ok(pos)
 }
 
-/// Everything in the log, or its last `tail` lines.
-pub fn read(path: &Path, tail: Option<usize>, each: &mut dyn FnMut(Chunk)) -> io::Result<()> {
+/// Everything in the log, or its last `tail` lines. Returns where `read_since` goes
+/// on from.
+pub fn read(path: &Path, tail: Option<usize>, each: &mut dyn FnMut(Chunk)) -> io::Result<Position> {
     let files = files(path);
     let start = match tail {
         Some(n) => tail_start(&files, n)?,
@@ -427,20 +449,10 @@ pub fn read(path: &Path, tail: Option<usize>, each: &mut dyn FnMut(Chunk)) -> io
     read_from(&files, start, each)
 }
 
-/// The current file's identity and end, for `follow`.
-pub fn position(path: &Path) -> Option<(u64, u64)> {
-    std::fs::metadata(path).ok().map(|m| (m.ino(), m.len()))
-}
-
-/// Records added to the log since `pos` (see `position`), through a rotation too;
-/// returns the new position.
-pub fn read_since(
-    path: &Path,
-    pos: Option<(u64, u64)>,
-    each: &mut dyn FnMut(Chunk),
-) -> io::Result<Option<(u64, u64)>> {
-    let now = position(path);
-    let Some((ino, len)) = now else {
+/// Records added to the log since `pos` (from `read` or an earlier call), through a
+/// rotation too; returns the new position.
+pub fn read_since(path: &Path, pos: Position, each: &mut dyn FnMut(Chunk)) -> io::Result<Position> {
+    let Some((ino, len)) = std::fs::metadata(path).ok().map(|m| (m.ino(), m.len())) else {
         return Ok(pos);
     };
     let mut from = match pos {
@@ -491,7 +503,7 @@ mod tests {
 
     fn collect(path: &Path, tail: Option<usize>) -> (String, String) {
         let (mut out, mut err) = (String::new(), String::new());
-        read(path, tail, &mut |c| {
+        let _ = read(path, tail, &mut |c| {
             let s = String::from_utf8_lossy(c.data);
             match c.stream {
                 Stream::Stdout => out.push_str(&s),
@@ -552,7 +564,7 @@ mod tests {
         assert_eq!(tail.lines().count(), 400.min(out.lines().count()));
         assert!(tail.ends_with("line 999\n"));
         // Following across a rotation misses nothing.
-        let pos = position(&p);
+        let pos = read(&p, Some(0), &mut |_| {}).unwrap();
         for i in 1000..1200 {
             w.write(Stream::Stdout, format!("line {i}\n").as_bytes())
                 .unwrap();
@@ -566,6 +578,34 @@ mod tests {
             seen.starts_with("line 1000\n") && seen.ends_with("line 1199\n"),
             "{seen}"
         );
+    }
+
+    #[test]
+    fn following_starts_at_a_whole_record_even_mid_write() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.log");
+        let mut w = LogWriter::open(&p, &LogConfig::default()).unwrap();
+        w.write(Stream::Stdout, b"one\n").unwrap();
+        // The writer is half-way through a record (its payload is the container's).
+        let mut rec = Vec::new();
+        encode(
+            Stream::Stdout,
+            0,
+            b"\x01\0\0\0\x04\0\0\0fake two\n",
+            &mut rec,
+        );
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&rec[..10]).unwrap();
+        let mut seen = String::new();
+        let pos = read(&p, None, &mut |c| {
+            seen.push_str(&String::from_utf8_lossy(c.data))
+        })
+        .unwrap();
+        assert_eq!(seen, "one\n");
+        f.write_all(&rec[10..]).unwrap();
+        let mut more = Vec::new();
+        read_since(&p, pos, &mut |c| more.extend_from_slice(c.data)).unwrap();
+        assert_eq!(more, b"\x01\0\0\0\x04\0\0\0fake two\n");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The exec shim: what a sealed in-memory copy of twinbox runs (argv[0] `tb-exec`)
-//! after `nsenter::exec` entered the container's namespaces and exec'd it. It forks
-//! the exec'd process into the container's pid namespace — as a child of the monitor
-//! (CLONE_PARENT), which reaps it — reports its pid, and exits.
+//! after `nsenter::exec` put it in the container's cgroup, entered the container's
+//! namespaces and exec'd it. It confines itself as the container is confined, then
+//! forks the exec'd process into the container's pid namespace — as a child of the
+//! monitor (CLONE_PARENT), which reaps it — reports its pid, and exits.
 
 use crate::launch::confine::{self, Confinement};
 use crate::launch::stdio::ChildStdio;
@@ -48,8 +49,6 @@ pub struct ShimPlan {
     pub confinement: Confinement,
     pub cap_last: u32,
     pub stdio: StdioFds,
-    /// Read end: one byte once the monitor put the process in the cgroup.
-    pub go: RawFd,
     /// Write end: a failure before execve (see `workload::report`).
     pub report: RawFd,
     /// Write end: the forked process's pid.
@@ -84,6 +83,16 @@ fn run() -> io::Result<()> {
     let mut text = String::new();
     File::from(owned(plan_fd)).read_to_string(&mut text)?;
     let plan: ShimPlan = serde_json::from_str(&text).map_err(io::Error::other)?;
+    // Ours until the workload's execve, never the workload's.
+    for fd in plan
+        .stdio
+        .fds()
+        .into_iter()
+        .chain([plan.report, plan.pid_out])
+    {
+        // SAFETY: fcntl on descriptors this process was given; integer arguments.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
     let stdio = match plan.stdio {
         StdioFds::Pipes {
             stdin,
@@ -96,8 +105,23 @@ fn run() -> io::Result<()> {
         },
         StdioFds::Pty { sock } => ChildStdio::Pty { sock: owned(sock) },
     };
-    let go = File::from(owned(plan.go));
     let mut pid_out = File::from(owned(plan.pid_out));
+    // Confined before the process appears in the container: its keyring, bounding
+    // set, seccomp filter and capabilities (the container's, plus SETUID/SETGID to
+    // take on the exec's user) are set here, out of the container's sight, so nothing
+    // in the container ever sees a process of ours with more.
+    let conf = &plan.confinement;
+    let confined = workload::confine_early(conf, plan.cap_last)
+        .and_then(|_| workload::confine_late(conf))
+        .and_then(|_| {
+            // CAP_SETGID (6), CAP_SETUID (7).
+            let keep = conf.caps | (1 << 6) | (1 << 7);
+            crate::launch::caps::set_all(keep).map_err(|e| SetupError::new("set capabilities", e))
+        });
+    if let Err(e) = confined {
+        workload::report(plan.report, &e);
+        return Ok(());
+    }
     // SAFETY: a fork-style clone of this single-threaded process (no CLONE_VM, no new
     // stack); CLONE_PARENT makes the monitor its parent, so the monitor reaps it.
     let pid = unsafe {
@@ -117,22 +141,14 @@ fn run() -> io::Result<()> {
     }
     if pid == 0 {
         drop(pid_out);
-        let mut go = go;
-        let mut b = [0u8; 1];
-        let e = if go.read(&mut b).unwrap_or(0) != 1 {
-            SetupError::new(
-                "wait for the monitor",
-                io::Error::from_raw_os_error(libc::EPIPE),
-            )
-        } else {
-            workload::exec_workload(
-                &plan.process,
-                stdio,
-                &plan.confinement,
-                plan.cap_last,
-                false,
-            )
-        };
+        let e = workload::exec_workload(
+            &plan.process,
+            stdio,
+            &plan.confinement,
+            plan.cap_last,
+            false,
+            true,
+        );
         workload::report(plan.report, &e);
         // SAFETY: leave the forked child without running destructors.
         unsafe { libc::_exit(126) };

@@ -307,7 +307,14 @@ impl ProcessSandbox {
                 return SetupError::new("wait for the user namespace maps", e);
             }
         }
-        workload::exec_workload(&cfg.spec.process, stdio, &cfg.confinement, cap_last, true)
+        workload::exec_workload(
+            &cfg.spec.process,
+            stdio,
+            &cfg.confinement,
+            cap_last,
+            true,
+            false,
+        )
     }
 }
 
@@ -369,16 +376,26 @@ impl Sandbox for ProcessSandbox {
 
     fn copy_out(&self, path: &str, out: &mut (dyn Write + Send)) -> Result<(), SandboxError> {
         let path = path.to_string();
-        nsenter::in_container(self.pid, &self.reaper, None, Some(out), move |_, w| {
-            crate::cptar::pack(crate::cptar::Side::Container, &path, w)
-        })
+        nsenter::in_container(
+            self.pid,
+            self.cgroup.as_ref(),
+            &self.reaper,
+            None,
+            Some(out),
+            move |_, w| crate::cptar::pack(crate::cptar::Side::Container, &path, w),
+        )
     }
 
     fn copy_in(&self, path: &str, input: &mut (dyn Read + Send)) -> Result<(), SandboxError> {
         let path = path.to_string();
-        nsenter::in_container(self.pid, &self.reaper, Some(input), None, move |r, _| {
-            crate::cptar::extract(crate::cptar::Side::Container, r, &path)
-        })
+        nsenter::in_container(
+            self.pid,
+            self.cgroup.as_ref(),
+            &self.reaper,
+            Some(input),
+            None,
+            move |r, _| crate::cptar::extract(crate::cptar::Side::Container, r, &path, None),
+        )
     }
 
     fn top(&self) -> Result<Vec<TopRow>, SandboxError> {

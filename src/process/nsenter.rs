@@ -169,22 +169,16 @@ pub fn exec(
         confinement: conf.clone(),
         cap_last,
         stdio,
-        go: go_r.as_raw_fd(),
         report: rep_w.as_raw_fd(),
         pid_out: pid_w.as_raw_fd(),
     })?;
-    let mut keep: Vec<i32> = vec![
-        go_r.as_raw_fd(),
-        rep_w.as_raw_fd(),
-        pid_w.as_raw_fd(),
-        plan.as_raw_fd(),
-    ];
+    let mut keep: Vec<i32> = vec![rep_w.as_raw_fd(), pid_w.as_raw_fd(), plan.as_raw_fd()];
     keep.extend(stdio.fds());
     let argv = [
         CString::new(SHIM_ARG0).unwrap_or_default(),
         CString::new(plan.as_raw_fd().to_string()).unwrap_or_default(),
     ];
-    let child_fds = (child_stdio, go_r, pid_w, plan);
+    let child_fds = (child_stdio, pid_w, plan);
     let rep_w_fd = rep_w.as_raw_fd();
     let shim = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
         let _keep_open = child_fds;
@@ -196,6 +190,13 @@ pub fn exec(
         }
         crate::util::fs::cloexec_all_above_stdio();
         confine::not_dumpable();
+        // The monitor puts us in the container's cgroup first (its device rules then
+        // apply to everything we open, and what we fork is born there).
+        let mut go = go_r;
+        let mut b = [0u8; 1];
+        if go.read(&mut b).unwrap_or(0) != 1 {
+            return 126;
+        }
         let entered = others.iter().try_for_each(|(f, flag)| {
             setns(f, *flag).map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))
         });
@@ -241,12 +242,20 @@ pub fn exec(
     })?;
     // The closure (and the child's fds it owned) was dropped here in the parent.
     reaper.forked();
-    drop(reaper.subscribe(shim));
+    let shim_exit = reaper.subscribe(shim);
     drop(rep_w);
+    if let Err(e) = cgroup.add(shim) {
+        // SAFETY: kill(2) on our own child, not reaped yet (we hold its subscription).
+        unsafe { libc::kill(shim, libc::SIGKILL) };
+        return Err(e.into());
+    }
+    let _ = go_w.write_all(b"g");
+    drop(go_w);
     // The shim reports the pid of the process it forked (a child of ours: CLONE_PARENT),
     // then exits; EOF without a pid means it failed, and said why on the report pipe.
     let mut s = String::new();
     let _ = pid_r.read_to_string(&mut s);
+    drop(shim_exit);
     let Ok(child) = s.trim().parse::<i32>() else {
         return Err(match read_report(rep_r) {
             Some(e) => setup_to_error(e, p.args.first().map(|s| s.as_str()).unwrap_or("")),
@@ -254,13 +263,6 @@ pub fn exec(
         });
     };
     let rx = reaper.subscribe(child);
-    if let Err(e) = cgroup.add(child) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child, libc::SIGKILL) };
-        return Err(e.into());
-    }
-    let _ = go_w.write_all(b"g");
-    drop(go_w);
     let stdio = host_stdio.finish();
     if let Some(e) = read_report(rep_r) {
         let _ = rx.recv();
@@ -283,6 +285,7 @@ pub fn exec(
 /// non-dumpable; `f` must resolve paths with `cptar::Side::Container`.
 pub fn in_container<F>(
     pid: i32,
+    cgroup: &dyn CgroupManager,
     reaper: &Reaper,
     input: Option<&mut (dyn Read + Send)>,
     output: Option<&mut (dyn Write + Send)>,
@@ -300,7 +303,13 @@ where
     let (in_r, in_w) = pipe()?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let parent_ends = [in_w.as_raw_fd(), out_r.as_raw_fd(), err_r.as_raw_fd()];
+    let (go_r, mut go_w) = pipe()?;
+    let parent_ends = [
+        in_w.as_raw_fd(),
+        out_r.as_raw_fd(),
+        err_r.as_raw_fd(),
+        go_w.as_raw_fd(),
+    ];
     let cap_last = caps::last_cap();
     let child = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
         for fd in parent_ends {
@@ -308,6 +317,13 @@ where
             unsafe { libc::close(fd) };
         }
         confine::not_dumpable();
+        // In the container's cgroup before touching anything of it: its device rules
+        // hold for what we open (a device node swapped in for a file included).
+        let mut go = go_r;
+        let mut b = [0u8; 1];
+        if go.read(&mut b).unwrap_or(0) != 1 {
+            return 1;
+        }
         let (mut r, mut w, mut ew) = (in_r, out_w, err_w);
         let keep = CP_CAPS.iter().fold(0u64, |m, c| m | (1u64 << c));
         let res = setns(&mnt, CloneFlags::CLONE_NEWNS)
@@ -339,6 +355,14 @@ where
     })?;
     reaper.forked();
     let rx = reaper.subscribe(child);
+    if let Err(e) = cgroup.add(child) {
+        // SAFETY: kill(2) on our own child, not reaped yet (we hold its subscription).
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        let _ = rx.recv();
+        return Err(e.into());
+    }
+    let _ = go_w.write_all(b"g");
+    drop(go_w);
     std::thread::scope(|s| -> Result<(), SandboxError> {
         let feeder = s.spawn(move || {
             let mut in_w = in_w;

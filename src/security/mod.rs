@@ -37,6 +37,13 @@ pub fn confinement(
     })
 }
 
+/// The libseccomp the filters are compiled with (a new one may compile differently).
+fn libseccomp_version() -> String {
+    libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default()
+}
+
 fn cached(
     dir: Option<&std::path::Path>,
     p: &seccomp::Profile,
@@ -56,15 +63,22 @@ fn cached(
         "\0{caps:x}\0{kernel}\0{}",
         env!("CARGO_PKG_VERSION")
     ));
+    h.update(libseccomp_version());
     let path = dir.join(format!("seccomp-{}.bpf", hex::encode(&h.finalize()[..12])));
+    // The file: the program's sha256, then the program; anything else is recompiled.
     if let Ok(b) = std::fs::read(&path) {
-        if !b.is_empty() && b.len().is_multiple_of(8) {
-            return Ok(b);
+        if b.len() > 32 && (b.len() - 32).is_multiple_of(8) {
+            let (sum, prog) = b.split_at(32);
+            if sha2::Sha256::digest(prog).as_slice() == sum {
+                return Ok(prog.to_vec());
+            }
         }
     }
     let prog = compile()?;
     if std::fs::create_dir_all(dir).is_ok() {
-        let _ = crate::util::fs::atomic_write_volatile(&path, &prog);
+        let mut data = sha2::Sha256::digest(&prog).to_vec();
+        data.extend_from_slice(&prog);
+        let _ = crate::util::fs::atomic_write(&path, &data);
     }
     Ok(prog)
 }

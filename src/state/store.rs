@@ -284,13 +284,36 @@ impl Store {
     /// Whether `id` is a half-made container: its creation lock is still there and
     /// nobody (neither the creating CLI nor the monitor it started) holds it.
     pub fn abandoned(&self, id: &str) -> bool {
+        use std::os::unix::fs::MetadataExt;
         let p = self.dir(id).join(CREATING_LOCK);
         let Ok(f) = fs::File::open(&p) else {
             return false;
         };
         // SAFETY: flock on an fd we own; no memory involved.
         let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        rc == 0
+        // Got it: but if the creation finished meanwhile (the lock file unlinked just
+        // after we opened it), the lock is free because nobody needs it any more.
+        let still_there = match (f.metadata(), fs::metadata(&p)) {
+            (Ok(ours), Ok(now)) => ours.nlink() > 0 && ours.ino() == now.ino(),
+            _ => false,
+        };
+        rc == 0 && still_there
+    }
+
+    /// Remove `id` if it is still a half-made container (checked again under the store
+    /// lock, so a creation finishing meanwhile keeps its container). Returns the record
+    /// it had.
+    pub fn remove_if_abandoned(&self, id: &str) -> Option<ContainerRecord> {
+        let _l = self.lock().ok()?;
+        let rec = self.load(id).ok()?;
+        if rec.state.status != Status::Created || !self.abandoned(id) {
+            return None;
+        }
+        let dir = self.dir(id);
+        let tomb = self.containers_dir().join(format!(".removing-{id}"));
+        fs::rename(&dir, &tomb).ok()?;
+        let _ = remove_dir_all_if_exists(&tomb);
+        Some(rec)
     }
 
     /// Read-modify-write one record under the lock, without flushing it to disk: for

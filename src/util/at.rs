@@ -80,7 +80,7 @@ pub fn open(
         },
         resolve: resolve.flags(),
     };
-    loop {
+    for _ in 0..1000 {
         // SAFETY: c is NUL-terminated and `how` is a valid open_how; both outlive the call.
         let fd = unsafe {
             libc::syscall(
@@ -96,11 +96,17 @@ pub fn open(
             return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
         }
         let e = io::Error::last_os_error();
-        // EAGAIN: a concurrent rename made the kernel give up on a safe lookup.
+        // EAGAIN: a concurrent rename made the kernel give up on a safe lookup. A
+        // container renaming in a loop could make that last: we give up too, after a
+        // while.
         if e.raw_os_error() != Some(libc::EAGAIN) {
             return Err(e);
         }
     }
+    Err(io::Error::new(
+        io::ErrorKind::WouldBlock,
+        format!("{}: the path kept changing during lookup", path.display()),
+    ))
 }
 
 /// Open the directory `path` (O_PATH) relative to `dir`.
@@ -182,44 +188,29 @@ pub fn ensure_dir(anchor: BorrowedFd, path: &Path, resolve: Resolve) -> io::Resu
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         other => return other,
     }
-    let comps: Vec<&OsStr> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n),
-            _ => None,
-        })
-        .collect();
-    // The longest prefix that exists.
-    let mut have = comps.len();
-    let mut cur = loop {
-        if have == 0 {
-            break open_dir(
-                anchor,
-                Path::new(if path.is_absolute() { "/" } else { "." }),
-                resolve,
-            )?;
-        }
-        have -= 1;
-        let prefix: PathBuf = prefix_path(path, &comps[..have]);
-        match open_dir(anchor, &prefix, resolve) {
-            Ok(fd) => break fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+    // Component by component: each prefix that exists is resolved from the anchor
+    // under `resolve` (`..` and symlinks with it, so an absolute symlink means the
+    // anchor's root), each component missing is made in the directory before it and
+    // opened without following anything.
+    let mut prefix = PathBuf::from(if path.is_absolute() { "/" } else { "." });
+    let mut cur = open_dir(anchor, &prefix, resolve)?;
+    for c in path.components() {
+        let name = match c {
+            Component::Normal(n) => n,
+            Component::ParentDir => OsStr::new(".."),
+            _ => continue,
+        };
+        prefix.push(name);
+        cur = match open_dir(anchor, &prefix, resolve) {
+            Ok(fd) => fd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && c != Component::ParentDir => {
+                mkdir_entry(cur.as_fd(), name, 0o755)?;
+                open_entry(cur.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?
+            }
             Err(e) => return Err(e),
-        }
-    };
-    for name in &comps[have..] {
-        mkdir_entry(cur.as_fd(), name, 0o755)?;
-        cur = open_entry(cur.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        };
     }
     Ok(cur)
-}
-
-fn prefix_path(path: &Path, comps: &[&OsStr]) -> PathBuf {
-    let mut p = PathBuf::from(if path.is_absolute() { "/" } else { "" });
-    for c in comps {
-        p.push(c);
-    }
-    p
 }
 
 /// Remove one entry of `dir` whatever it is; a directory with everything in it, never

@@ -117,11 +117,28 @@ pub fn close_inherited_fds(keep: &[Option<i32>]) {
     }
 }
 
-/// Mark every fd above 2 close-on-exec (a last guard before execve).
+/// Mark every fd above 2 close-on-exec (a last guard before execve). Where
+/// close_range cannot (kernels before 5.11, a seccomp profile without it), each open
+/// descriptor is marked from /proc/self/fd.
 pub fn cloexec_all_above_stdio() {
     const CLOSE_RANGE_CLOEXEC: u32 = 1 << 2;
     // SAFETY: close_range with CLOEXEC only sets flags on descriptors.
-    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc == 0 {
+        return;
+    }
+    let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd > 2)
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in fds {
+        // SAFETY: fcntl on a descriptor number; integer arguments (a stale one fails).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }
 
 /// Remove a directory tree; missing is fine.

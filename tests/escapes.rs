@@ -422,7 +422,10 @@ fn seccomp_is_dockers_by_default() {
     assert!(stdout(&find).starts_with("refused Operation not permitted"));
     assert!(stdout(&new).starts_with("refused Operation not permitted"));
     let uring = tb.out(&["exec", "kk", "/keys", "uring"]);
-    assert!(stdout(&uring).starts_with("refused Operation not permitted"), "{uring:?}");
+    assert!(
+        stdout(&uring).starts_with("refused Operation not permitted"),
+        "{uring:?}"
+    );
     tb.ok(&["rm", "-f", "kk"]);
     // A profile of the user's own, in Docker's format.
     let p = tb.dir.path().join("profile.json");
@@ -612,7 +615,7 @@ fn a_log_flood_is_capped_and_tail_reads_from_the_end() {
         "busybox",
         "sh",
         "-c",
-        "yes | head -c 64000000; echo last line; echo to stderr >&2",
+        "yes | head -c 64000000; echo last line; sleep 0.2; echo to stderr >&2",
     ]);
     let id = inspect(&tb, "flood")["Id"].as_str().unwrap().to_string();
     let dir = tb.root().join("containers").join(&id);
@@ -947,6 +950,10 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
             "memory",
         ),
         (
+            &["run", "--rm", "-m", "99999999g", "busybox", "true"],
+            "memory and swap",
+        ),
+        (
             &["run", "--rm", "--cpus", "1e9", "busybox", "true"],
             "--cpus",
         ),
@@ -983,7 +990,13 @@ fn bad_input_is_refused_with_one_line_and_leaves_nothing() {
     );
     assert_eq!(tb.out(&["exec", "cc", "ls", "/rel"]).status.code(), Some(1));
     // A sparse file copies out as one (its holes stay holes on the host).
-    tb.ok(&["exec", "cc", "sh", "-c", "dd if=/dev/zero of=/tmp/sparse bs=1 count=1 seek=268435455 2>/dev/null"]);
+    tb.ok(&[
+        "exec",
+        "cc",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/tmp/sparse bs=1 count=1 seek=268435455 2>/dev/null",
+    ]);
     let sparse = tb.dir.path().join("sparse");
     tb.ok(&["cp", "cc:/tmp/sparse", sparse.to_str().unwrap()]);
     use std::os::unix::fs::MetadataExt;

@@ -105,18 +105,24 @@ pub(crate) fn check_hostname(h: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Memory of this host (MemTotal), in bytes.
-fn host_memory() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+/// Memory and swap of this host (MemTotal, SwapTotal), in bytes (unknown: no limit).
+fn host_memory() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let field = |k: &str| -> Option<u64> {
+        let kb: u64 = s
+            .lines()
+            .find_map(|l| l.strip_prefix(k))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .ok()?;
+        Some(kb * 1024)
+    };
+    (
+        field("MemTotal:").unwrap_or(u64::MAX),
+        field("SwapTotal:").unwrap_or(0),
+    )
 }
 
 fn read_env_file(path: &PathBuf) -> Result<Vec<String>, EngineError> {
@@ -290,23 +296,44 @@ impl Engine {
         }
         let isolation = o.isolation.unwrap_or_default();
         if let Some(m) = memory {
-            // A limit above the host's memory limits nothing for a process container
-            // (Docker accepts it), but no microVM can have more RAM than the host, and
-            // no cgroup takes more than 8 EiB.
-            let host = host_memory().unwrap_or(u64::MAX);
-            if (isolation == Isolation::Vm && m > host) || m > (1u64 << 62) {
+            // No microVM can have more RAM than the host; a process container's limit
+            // above the host's memory and swap would limit nothing (a typo, most
+            // likely: 99999999g).
+            let (ram, swap) = host_memory();
+            let most = if isolation == Isolation::Vm {
+                ram
+            } else {
+                ram.saturating_add(swap)
+            };
+            if m > most {
                 return Err(EngineError::Invalid(format!(
-                    "invalid memory limit {}: more than this host's {} of memory",
+                    "invalid memory limit {}: more than this host's {} of memory{}",
                     o.memory.as_deref().unwrap_or_default(),
-                    crate::util::size::human(host)
+                    crate::util::size::human(most),
+                    if isolation == Isolation::Vm {
+                        ""
+                    } else {
+                        " and swap"
+                    }
                 )));
             }
         }
         if let Some(c) = o.cpus {
-            let host = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-            if !(c.is_finite() && (0.01..=host).contains(&c)) {
+            // A process container's quota cannot exceed the host's CPUs (Docker's
+            // rule); a microVM's --cpus is its vCPU count, which may exceed them, up
+            // to what its VMM describes to the guest.
+            let (max, what) = if isolation == Isolation::Vm {
+                (
+                    crate::spec::MAX_VCPUS as f64,
+                    "vCPUs a microVM can have".to_string(),
+                )
+            } else {
+                let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+                (host as f64, format!("CPUs available ({host})"))
+            };
+            if !(c.is_finite() && (0.01..=max).contains(&c)) {
                 return Err(EngineError::Invalid(format!(
-                    "invalid --cpus {c}: the range is 0.01 to {host:.2}, as there are only {host} CPUs available"
+                    "invalid --cpus {c}: the range is 0.01 to {max:.2}, the {what}"
                 )));
             }
         }

@@ -69,3 +69,30 @@ fn contents_only(p: &str) -> bool {
 fn invalid(msg: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, msg)
 }
+
+/// A tar with raw names and link targets, as a hostile sender would write one (tar's
+/// builder refuses `..`), every entry with mode `mode` (tests of both unpackers).
+#[cfg(test)]
+pub(crate) fn raw_tar(
+    entries: &[(&str, tar::EntryType, &[u8], Option<&str>)],
+    mode: u32,
+) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64);
+        let gnu = h.as_gnu_mut().expect("a GNU header");
+        gnu.name[..path.len()].copy_from_slice(path.as_bytes());
+        if let Some(l) = link {
+            gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+        }
+        h.set_cksum();
+        b.append(&h, *data).expect("append to a Vec");
+    }
+    b.into_inner().expect("a Vec")
+}

@@ -410,22 +410,7 @@ mod tests {
     use std::fs;
 
     fn tar_of(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, data, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o4755);
-            h.set_size(data.len() as u64);
-            // Raw names: the builder itself refuses `..`, a hostile sender does not.
-            let gnu = h.as_gnu_mut().unwrap();
-            gnu.name[..path.len()].copy_from_slice(path.as_bytes());
-            if let Some(l) = link {
-                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
-            }
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        crate::cptar::raw_tar(entries, 0o4755)
     }
 
     fn s(p: &Path) -> String {

@@ -203,25 +203,7 @@ mod tests {
     use super::*;
 
     fn tar_with(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, data, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o755);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_mtime(0);
-            h.set_size(data.len() as u64);
-            if let Some(l) = link {
-                h.set_link_name(l).unwrap();
-            }
-            // set_path refuses "..", so write the raw name bytes for hostile cases.
-            let name = h.as_old_mut().name.as_mut();
-            name[..path.len()].copy_from_slice(path.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        crate::cptar::raw_tar(entries, 0o755)
     }
 
     #[test]

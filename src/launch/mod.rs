@@ -76,6 +76,33 @@ pub fn set_winsize(fd: &OwnedFd, rows: u16, cols: u16) {
     unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
 }
 
+/// clone(2) like fork(2), with `flags` (namespaces, CLONE_PARENT) and SIGCHLD as the
+/// exit signal: 0 in the child, the child's pid in the parent.
+///
+/// # Safety
+/// The child is a copy of the calling thread only: the caller must be
+/// single-threaded, or the child must touch nothing another thread may hold (locks,
+/// the allocator's state) before it execs or exits.
+pub unsafe fn fork_with(flags: libc::c_int) -> io::Result<i32> {
+    // SAFETY: no CLONE_VM and no new stack: a fork-style clone; the caller answers for
+    // what the child does (see above).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(pid as i32)
+    }
+}
+
 /// Which pid namespace a forked child is born in.
 pub enum PidNs {
     /// The caller's.

@@ -122,23 +122,15 @@ fn run() -> io::Result<()> {
         workload::report(plan.report, &e);
         return Ok(());
     }
-    // SAFETY: a fork-style clone of this single-threaded process (no CLONE_VM, no new
-    // stack); CLONE_PARENT makes the monitor its parent, so the monitor reaps it.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
+    // SAFETY: this process is single-threaded. CLONE_PARENT makes the monitor the
+    // child's parent, so the monitor reaps it.
+    let pid = match unsafe { crate::launch::fork_with(libc::CLONE_PARENT) } {
+        Ok(pid) => pid,
+        Err(e) => {
+            workload::report(plan.report, &SetupError::new("fork into the container", e));
+            return Ok(());
+        }
     };
-    if pid < 0 {
-        let e = SetupError::new("fork into the container", io::Error::last_os_error());
-        workload::report(plan.report, &e);
-        return Ok(());
-    }
     if pid == 0 {
         drop(pid_out);
         let e = workload::exec_workload(

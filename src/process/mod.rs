@@ -141,22 +141,11 @@ impl ProcessSandbox {
         // this single-threaded process and continues below; the monitor starts no threads
         // before this point, so no lock can be held by a thread that does not exist in
         // the child.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (flags | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-        if pid < 0 {
-            return Err(SandboxError::Setup {
+        let pid =
+            unsafe { crate::launch::fork_with(flags) }.map_err(|source| SandboxError::Setup {
                 step: "clone with new namespaces".into(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
+                source,
+            })?;
         if pid == 0 {
             drop(go_w);
             drop(rep_r);

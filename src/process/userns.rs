@@ -39,18 +39,8 @@ pub fn write_maps(pid: i32, map: &IdMap) -> io::Result<()> {
 /// returns; the namespace lives as long as the descriptor).
 pub fn mapping_namespace(map: &IdMap) -> io::Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    // SAFETY: a fork-style clone (no shared memory); the child only blocks on the
-    // pipe and exits, touching no locks.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
+    // SAFETY: the child only blocks on the pipe and exits, touching no locks.
+    let pid = unsafe { crate::launch::fork_with(libc::CLONE_NEWUSER) }?;
     if pid == 0 {
         drop(w);
         let mut b = [0u8; 1];
@@ -58,8 +48,6 @@ pub fn mapping_namespace(map: &IdMap) -> io::Result<OwnedFd> {
         // SAFETY: leave the child without running the parent's destructors.
         unsafe { libc::_exit(0) };
     }
-    check(pid)?;
-    let pid = pid as i32;
     drop(r);
     let result = write_maps(pid, map).and_then(|_| File::open(format!("/proc/{pid}/ns/user")));
     drop(w);

@@ -257,6 +257,26 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
     Ok(true)
 }
 
+/// Every whole record `r` has left, to `each` (the first one less its first `skip`
+/// bytes); returns the bytes they took.
+fn each_record(
+    r: &mut impl Read,
+    skip: &mut usize,
+    each: &mut dyn FnMut(Chunk),
+) -> io::Result<u64> {
+    let mut took = 0;
+    while let Some((stream, t, data)) = read_record(r)? {
+        took += (HEAD + data.len() + TAIL) as u64;
+        let from = std::mem::take(skip).min(data.len());
+        each(Chunk {
+            stream,
+            time: DateTime::from_timestamp_nanos(t),
+            data: &data[from..],
+        });
+    }
+    Ok(took)
+}
+
 /// One piece of output as `logs` shows it.
 pub struct Chunk<'a> {
     pub stream: Stream,
@@ -417,18 +437,9 @@ fn read_from(files: &[PathBuf], start: Start, each: &mut dyn FnMut(Chunk)) -> io
         let mut r =
             BufReader::with_capacity(64 * 1024, (&f).take(meta.len().saturating_sub(offset)));
         std::io::Seek::seek(r.get_mut().get_mut(), SeekFrom::Start(offset))?;
-        let mut at = offset;
-        while let Some((stream, t, data)) = read_record(&mut r)? {
-            at += (HEAD + data.len() + TAIL) as u64;
-            let from = std::mem::take(&mut skip).min(data.len());
-            if !quiet {
-                each(Chunk {
-                    stream,
-                    time: DateTime::from_timestamp_nanos(t),
-                    data: &data[from..],
-                });
-            }
-        }
+        let mut drop_all = |_: Chunk| {};
+        let sink: &mut dyn FnMut(Chunk) = if quiet { &mut drop_all } else { each };
+        let at = offset + each_record(&mut r, &mut skip, sink)?;
         pos = Some((meta.ino(), at));
     }
     Ok(pos)
@@ -466,13 +477,7 @@ pub fn read_since(path: &Path, pos: Position, each: &mut dyn FnMut(Chunk)) -> io
                 let f = File::open(&old)?;
                 let mut r = BufReader::new(&f);
                 r.seek(SeekFrom::Start(plen))?;
-                while let Some((stream, t, data)) = read_record(&mut r)? {
-                    each(Chunk {
-                        stream,
-                        time: DateTime::from_timestamp_nanos(t),
-                        data: &data,
-                    });
-                }
+                each_record(&mut r, &mut 0, each)?;
             }
             0
         }
@@ -485,15 +490,7 @@ pub fn read_since(path: &Path, pos: Position, each: &mut dyn FnMut(Chunk)) -> io
     }
     let mut r = BufReader::new(&f);
     r.seek(SeekFrom::Start(from))?;
-    let mut at = from;
-    while let Some((stream, t, data)) = read_record(&mut r)? {
-        at += (HEAD + data.len() + TAIL) as u64;
-        each(Chunk {
-            stream,
-            time: DateTime::from_timestamp_nanos(t),
-            data: &data,
-        });
-    }
+    let at = from + each_record(&mut r, &mut 0, each)?;
     Ok(Some((ino, at)))
 }
 

@@ -55,7 +55,11 @@ if ! id twinbox >/dev/null 2>&1; then
     useradd --system --no-create-home --shell /usr/sbin/nologin twinbox
 fi
 if ! grep -q '^twinbox:' /etc/subuid 2>/dev/null || ! grep -q '^twinbox:' /etc/subgid 2>/dev/null; then
-    usermod --add-subuids 200000-265535 --add-subgids 200000-265535 twinbox
+    # The first 65,536 ids above every range already given (ordinary users get
+    # 100000 + 65536*k), so no one else's user namespace holds these ids.
+    top=$(cat /etc/subuid /etc/subgid 2>/dev/null | awk -F: '$3 { e = $2 + $3; if (e > m) m = e } END { print m + 0 }')
+    start=$(( top > 200000 ? (top + 65535) / 65536 * 65536 : 200000 ))
+    usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" twinbox
 fi
 
 echo "setup: building twinbox (release)"

@@ -1129,6 +1129,71 @@ fn a_remapped_root_is_nobody_on_the_host() {
         "euid=0 shadow=denied"
     );
     tb.ok(&["rm", "-f", "rr"]);
+    // A remapped container's volume keeps the ids other containers would see: the
+    // image's files copied up show their owners; a plain process container may not
+    // mount it any more (its root's files are stored as host root's).
+    let up = tb.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--userns",
+        "remap",
+        "-v",
+        "cvol:/bin",
+        "busybox",
+        "sh",
+        "-c",
+        "ls -ln /bin/busybox | tr -s ' ' | cut -d' ' -f3,4",
+    ]);
+    assert_eq!(up.trim(), "0 0");
+    let on_disk = tb.root().join("volumes/cvol/_data/busybox");
+    assert_eq!(std::fs::metadata(&on_disk).unwrap().uid(), 0);
+    tb.fails(
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "cvol:/x",
+            "busybox",
+            "true",
+        ],
+        125,
+        "--userns remap",
+    );
+    tb.ok(&["volume", "rm", "cvol"]);
+    // What a remapped root made is committed with the container's ids.
+    tb.ok(&[
+        "run",
+        "--name",
+        "cm",
+        "--network",
+        "none",
+        "--userns",
+        "remap",
+        "busybox",
+        "touch",
+        "/made",
+    ]);
+    tb.ok(&["commit", "cm", "made:1"]);
+    assert_eq!(
+        tb.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "made:1",
+            "stat",
+            "-c",
+            "%u:%g",
+            "/made"
+        ])
+        .trim(),
+        "0:0"
+    );
+    tb.ok(&["rm", "cm"]);
     tb.ok(&["volume", "rm", "rvol"]);
     // Docker's userns-remap setting makes it the default; --userns host opts out.
     std::fs::write(
@@ -1169,5 +1234,68 @@ fn a_remapped_root_is_nobody_on_the_host() {
         125,
         "use host or remap",
     );
+    tb.assert_clean(&[]);
+}
+
+#[test]
+fn symlinks_in_an_image_or_a_writable_layer_stay_inside_the_root() {
+    let tb = Tb::new();
+    // Host paths that do not exist: following a symlink out of the root would make them.
+    let victim = Path::new("/run").join(unique("victim"));
+    let etc_victim = Path::new("/run").join(unique("etc-victim"));
+    // A container swaps its /tmp (a mount point at every start) for a symlink to a
+    // host path, and stops; its next start makes the mount point inside its root.
+    tb.ok(&[
+        "run",
+        "--name",
+        "sw",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("rm -rf /tmp && ln -s {}/deep /tmp", victim.display()),
+    ]);
+    tb.ok(&["start", "-a", "sw"]);
+    // An image whose /etc is a symlink to a host directory: the container's /etc files
+    // are made and mounted inside its root, not in that directory.
+    std::fs::create_dir(&etc_victim).unwrap();
+    let layer = tb.dir.path().join("layer");
+    std::fs::create_dir_all(layer.join("bin")).unwrap();
+    std::fs::copy("/bin/busybox", layer.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink(&etc_victim, layer.join("etc")).unwrap();
+    let tar = tb.dir.path().join("layer.tar");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(&layer)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    tb.ok(&["import", tar.to_str().unwrap(), "etclink:1"]);
+    let o = tb.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "etclink:1",
+        "/bin/busybox",
+        "cat",
+        "/etc/hostname",
+    ]);
+    let made = victim.exists() as usize + std::fs::read_dir(&etc_victim).unwrap().count();
+    println!(
+        "image /etc -> {} and a layer's /tmp -> {}: run gave {:?}; host paths made: {made}",
+        etc_victim.display(),
+        victim.display(),
+        o.status.code()
+    );
+    let _ = std::fs::remove_dir_all(&victim);
+    let _ = std::fs::remove_dir_all(&etc_victim);
+    assert_eq!(made, 0, "a path was made on the host");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    tb.ok(&["rm", "-f", "sw"]);
     tb.assert_clean(&[]);
 }

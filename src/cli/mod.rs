@@ -220,7 +220,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         }
         Command::PackUpper { dir } => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            crate::image::diff::pack_upper(&dir, &mut out)
+            crate::image::diff::pack_upper(&dir, &mut out, None)
                 .and_then(|_| std::io::Write::flush(&mut out))
                 .map_err(|e| EngineError::Invalid(format!("{}: {e}", dir.display())))?;
             return Ok(0);

@@ -155,6 +155,7 @@ pub fn extract(
     let mut ar = tar::Archive::new(input);
     let mut first = true;
     let mut top_is_dir = false;
+    let mut extracted = std::collections::HashSet::new();
     for entry in ar.entries()? {
         let mut entry = entry?;
         let raw = entry.path()?.into_owned();
@@ -224,12 +225,25 @@ pub fn extract(
                 .ok_or_else(|| invalid(format!("{}: hard link without a target", raw.display())))?;
             let l = safe_relative(&l)
                 .ok_or_else(|| invalid(format!("refusing hard link target {}", l.display())))?;
-            Some(renamed(&mode, l))
+            let l = renamed(&mode, l);
+            // Only to a file this stream brought (all `pack` links to): never to what
+            // was at the destination before.
+            if !extracted.contains(&l) {
+                return Err(invalid(format!(
+                    "refusing hard link {} to {}: not a file of this copy",
+                    raw.display(),
+                    l.display()
+                )));
+            }
+            Some(l)
         } else {
             None
         };
         write_entry(&base, &rel, &mut entry, link.as_deref())
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", raw.display())))?;
+        if !kind.is_dir() {
+            extracted.insert(rel);
+        }
     }
     Ok(())
 }
@@ -584,6 +598,25 @@ mod tests {
             fs::read(dest.join(".ssh/authorized_keys")).unwrap(),
             b"mine"
         );
+        // A hard link only to a file of the same stream, never to one already there.
+        let t = tar_of(&[
+            ("logs", tar::EntryType::Directory, b"", None),
+            (
+                "logs/key",
+                tar::EntryType::Link,
+                b"",
+                Some(".ssh/authorized_keys"),
+            ),
+        ]);
+        assert!(extract(Side::Host, &mut &t[..], &s(&dest), Some("logs")).is_err());
+        assert!(!dest.join("logs/key").exists());
+        let t = tar_of(&[
+            ("logs", tar::EntryType::Directory, b"", None),
+            ("logs/a", tar::EntryType::Regular, b"a", None),
+            ("logs/b", tar::EntryType::Link, b"", Some("logs/a")),
+        ]);
+        extract(Side::Host, &mut &t[..], &s(&dest), Some("logs")).unwrap();
+        assert_eq!(fs::read(dest.join("logs/b")).unwrap(), b"a");
         // A file never replaces a host directory (Docker refuses it too), and an
         // existing host directory keeps its mode.
         use std::os::unix::fs::PermissionsExt;

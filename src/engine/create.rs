@@ -495,7 +495,8 @@ impl Engine {
             )));
         }
         // Volumes last among the checks: they are the first thing made on disk.
-        let (made_volumes, volume_lock) = self.prepare_mounts(&mut mounts, isolation)?;
+        let (made_volumes, volume_lock) =
+            self.prepare_mounts(&mut mounts, isolation, security.userns.is_some())?;
         let spec = SandboxSpec {
             process: ProcessSpec {
                 args,

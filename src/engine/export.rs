@@ -262,7 +262,7 @@ impl Engine {
                 if running && pause {
                     self.pause(&rec.id)?;
                 }
-                let r = crate::image::diff::pack_upper(&upper, out);
+                let r = crate::image::diff::pack_upper(&upper, out, rec.spec.security.userns);
                 if running && pause {
                     self.unpause(&rec.id)?;
                 }

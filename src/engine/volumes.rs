@@ -80,6 +80,7 @@ impl Engine {
         &self,
         mounts: &mut [Mount],
         isolation: Isolation,
+        remapped: bool,
     ) -> Result<(Vec<String>, Option<crate::util::fs::Lock>), EngineError> {
         for m in mounts.iter() {
             if m.kind == MountKind::Bind {
@@ -130,11 +131,20 @@ impl Engine {
                 if m.anonymous {
                     m.source = crate::util::ids::new_id();
                 }
-                let (_, new) = vs.create(&m.source, BTreeMap::new(), m.anonymous)?;
+                let (v, new) = vs.create(&m.source, BTreeMap::new(), m.anonymous)?;
+                if v.remapped && !remapped && isolation == Isolation::Process {
+                    return Err(EngineError::Invalid(format!(
+                        "volume {} holds files a --userns remap container's root wrote (stored as host root's, setuid ones too): mount it in remapped containers (or microVMs) only",
+                        m.source
+                    )));
+                }
                 if new {
                     made.push(m.source.clone());
                 } else {
                     vs.repair(&m.source)?;
+                }
+                if remapped {
+                    vs.mark_remapped(&m.source)?;
                 }
             }
             Ok::<(), EngineError>(())

@@ -27,25 +27,57 @@ fn is_opaque(p: &Path) -> bool {
     n == 1 && v[0] == b'y'
 }
 
-fn header_for(m: &fs::Metadata, kind: tar::EntryType, size: u64) -> tar::Header {
+/// A remapped container's writable layer stores its files with host ids
+/// (`map.uid + n`): the layer gets the container's own (`n`).
+fn unshift(id: u32, start: u32, size: u32) -> u32 {
+    if id >= start && id - start < size {
+        id - start
+    } else {
+        id
+    }
+}
+
+fn header_for(
+    m: &fs::Metadata,
+    kind: tar::EntryType,
+    size: u64,
+    map: Option<crate::spec::IdMap>,
+) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(m.mode() & 0o7777);
-    h.set_uid(m.uid() as u64);
-    h.set_gid(m.gid() as u64);
+    let (uid, gid) = match map {
+        Some(mp) => (
+            unshift(m.uid(), mp.uid, mp.size),
+            unshift(m.gid(), mp.gid, mp.size),
+        ),
+        None => (m.uid(), m.gid()),
+    };
+    h.set_uid(uid as u64);
+    h.set_gid(gid as u64);
     h.set_mtime(m.mtime().max(0) as u64);
     h.set_size(size);
     h
 }
 
-/// Pack the upper directory `upper` as an OCI layer onto `out`.
-pub fn pack_upper(upper: &Path, out: &mut dyn Write) -> io::Result<()> {
+/// Pack the upper directory `upper` as an OCI layer onto `out` (`map`: the
+/// container was remapped, its files' host ids go back to the container's).
+pub fn pack_upper(
+    upper: &Path,
+    out: &mut dyn Write,
+    map: Option<crate::spec::IdMap>,
+) -> io::Result<()> {
     let mut b = tar::Builder::new(out);
-    walk(&mut b, upper, Path::new(""))?;
+    walk(&mut b, upper, Path::new(""), map)?;
     b.finish()
 }
 
-fn walk(b: &mut tar::Builder<&mut dyn Write>, root: &Path, rel: &Path) -> io::Result<()> {
+fn walk(
+    b: &mut tar::Builder<&mut dyn Write>,
+    root: &Path,
+    rel: &Path,
+    map: Option<crate::spec::IdMap>,
+) -> io::Result<()> {
     let mut entries: Vec<_> = fs::read_dir(root.join(rel))?.flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for e in entries {
@@ -54,24 +86,24 @@ fn walk(b: &mut tar::Builder<&mut dyn Write>, root: &Path, rel: &Path) -> io::Re
         let m = fs::symlink_metadata(&full)?;
         if is_whiteout(&m) {
             let wh = rel.join(format!(".wh.{}", e.file_name().to_string_lossy()));
-            let mut h = header_for(&m, tar::EntryType::Regular, 0);
+            let mut h = header_for(&m, tar::EntryType::Regular, 0, map);
             h.set_mode(0o644);
             b.append_data(&mut h, &wh, io::empty())?;
         } else if m.is_dir() {
-            let mut h = header_for(&m, tar::EntryType::Directory, 0);
+            let mut h = header_for(&m, tar::EntryType::Directory, 0, map);
             b.append_data(&mut h, &name, io::empty())?;
             if is_opaque(&full) {
-                let mut h = header_for(&m, tar::EntryType::Regular, 0);
+                let mut h = header_for(&m, tar::EntryType::Regular, 0, map);
                 h.set_mode(0o644);
                 b.append_data(&mut h, name.join(".wh..wh..opq"), io::empty())?;
             }
-            walk(b, root, &name)?;
+            walk(b, root, &name, map)?;
         } else if m.file_type().is_symlink() {
             let target = fs::read_link(&full)?;
-            let mut h = header_for(&m, tar::EntryType::Symlink, 0);
+            let mut h = header_for(&m, tar::EntryType::Symlink, 0, map);
             b.append_link(&mut h, &name, &target)?;
         } else if m.is_file() {
-            let mut h = header_for(&m, tar::EntryType::Regular, m.len());
+            let mut h = header_for(&m, tar::EntryType::Regular, m.len(), map);
             b.append_data(&mut h, &name, fs::File::open(&full)?)?;
         } else {
             // Devices, fifos and sockets a container made: kept as they are.
@@ -84,7 +116,7 @@ fn walk(b: &mut tar::Builder<&mut dyn Write>, root: &Path, rel: &Path) -> io::Re
             } else {
                 continue;
             };
-            let mut h = header_for(&m, kind, 0);
+            let mut h = header_for(&m, kind, 0, map);
             let dev = m.rdev();
             h.set_device_major(libc::major(dev))?;
             h.set_device_minor(libc::minor(dev))?;
@@ -110,7 +142,7 @@ mod tests {
         // SAFETY: mknod(2) with a path we own (a 0/0 char device: overlay's whiteout).
         let rc = unsafe { libc::mknod(gone.as_ptr(), libc::S_IFCHR | 0o600, 0) };
         let mut out = Vec::new();
-        pack_upper(up, &mut out).unwrap();
+        pack_upper(up, &mut out, None).unwrap();
         let mut a = tar::Archive::new(&out[..]);
         let names: Vec<String> = a
             .entries()

@@ -68,17 +68,26 @@ pub fn install_seccomp(prog: &[u8]) -> io::Result<()> {
 }
 
 /// Give the calling process a new, anonymous session keyring, so the container does
-/// not share the host's (runc does the same). Kernels without keys are fine.
-pub fn new_session_keyring() {
+/// not share the host's (runc does the same). Kernels without keys are fine; any other
+/// failure (a key quota used up) is an error, not a shared keyring.
+pub fn new_session_keyring() -> io::Result<()> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
     // SAFETY: keyctl with a NULL name: join a new anonymous session keyring.
-    unsafe {
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_keyctl,
             KEYCTL_JOIN_SESSION_KEYRING,
             std::ptr::null::<libc::c_char>(),
         )
     };
+    if rc >= 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENOSYS) | Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
 }
 
 /// Make the calling process non-dumpable: its /proc files become root's and need

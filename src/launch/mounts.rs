@@ -6,6 +6,7 @@ use super::SetupError;
 use nix::mount::{mount, MsFlags};
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{lchown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -33,6 +34,73 @@ pub struct PlannedMount {
     pub copy_up: bool,
     /// A twinbox volume (not a host path): a remapped container sees it idmapped.
     pub kind_volume: bool,
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+const OPEN_TREE_CLONE: u32 = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+
+/// Mount `source` at `target` with its ids seen through the namespace `userns`.
+pub fn mount_idmapped(source: &Path, target: &Path, userns: RawFd) -> io::Result<()> {
+    let src = std::ffi::CString::new(source.as_os_str().as_encoded_bytes())?;
+    // SAFETY: a NUL-terminated path; open_tree returns a new descriptor or -1.
+    let fd = check(unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            src.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    })?;
+    // SAFETY: the kernel just returned this descriptor to us.
+    let tree = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH, and a mount_attr that
+    // lives across the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    })?;
+    let dst = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())?;
+    // SAFETY: NUL-terminated paths; the detached tree is attached at `target`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            dst.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })?;
+    Ok(())
+}
+
+fn check(rc: i64) -> io::Result<i64> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
 }
 
 fn err(step: &str, target: &str, e: impl Into<io::Error>) -> SetupError {
@@ -135,11 +203,32 @@ fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
 /// Copy a tree with owners, modes, symlinks and times (what an image's directory
 /// brings into a new volume). Sockets, fifos and devices are skipped.
 pub fn copy_tree(src: &Path, dst: &Path) -> io::Result<()> {
-    copy_tree_except(src, dst, &[])
+    copy_tree_shifted(src, dst, &[], None)
 }
 
 /// [`copy_tree`] leaving out the top-level entries named in `skip`.
 pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()> {
+    copy_tree_shifted(src, dst, skip, None)
+}
+
+/// An id as a remapped container shows it (host id `map.uid + n`), back to the id it
+/// is stored as on disk under an idmapped mount (`n`); ids outside stay as they are.
+fn unshift(id: u32, start: u32, size: u32) -> u32 {
+    if id >= start && id - start < size {
+        id - start
+    } else {
+        id
+    }
+}
+
+/// [`copy_tree_except`], ownership translated back from a remapped container's ids
+/// (`shift`: (uid start, gid start, size)) to the ones stored on disk.
+fn copy_tree_shifted(
+    src: &Path,
+    dst: &Path,
+    skip: &[&str],
+    shift: Option<(u32, u32, u32)>,
+) -> io::Result<()> {
     for e in fs::read_dir(src)? {
         let e = e?;
         if skip.iter().any(|s| e.file_name() == *s) {
@@ -151,7 +240,7 @@ pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()>
         let ft = m.file_type();
         if ft.is_dir() {
             fs::create_dir(&to)?;
-            copy_tree(&from, &to)?;
+            copy_tree_shifted(&from, &to, &[], shift)?;
         } else if ft.is_file() {
             copy_sparse(&from, &to)?;
         } else if ft.is_symlink() {
@@ -159,7 +248,11 @@ pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()>
         } else {
             continue;
         }
-        lchown(&to, Some(m.uid()), Some(m.gid()))?;
+        let (uid, gid) = match shift {
+            Some((u, g, size)) => (unshift(m.uid(), u, size), unshift(m.gid(), g, size)),
+            None => (m.uid(), m.gid()),
+        };
+        lchown(&to, Some(uid), Some(gid))?;
         if !ft.is_symlink() {
             fs::set_permissions(&to, fs::Permissions::from_mode(m.mode() & 0o7777))?;
         }
@@ -182,7 +275,7 @@ pub fn copy_tree_except(src: &Path, dst: &Path, skip: &[&str]) -> io::Result<()>
 /// Copy-up into a volume directory other running containers may share: the tree is
 /// built beside it (where no container sees it) and its entries renamed in, so a
 /// symlink someone plants in the volume meanwhile is never followed.
-fn copy_up_aside(from: &Path, volume: &Path) -> io::Result<()> {
+fn copy_up_aside(from: &Path, volume: &Path, shift: Option<(u32, u32, u32)>) -> io::Result<()> {
     // A random name: containers copying up at once (each pid 1 in its namespace)
     // never share it.
     let parent = volume.parent().unwrap_or(volume);
@@ -190,7 +283,7 @@ fn copy_up_aside(from: &Path, volume: &Path) -> io::Result<()> {
         .prefix("_copyup.")
         .tempdir_in(parent)?
         .keep();
-    let r = copy_tree(from, &aside).and_then(|_| {
+    let r = copy_tree_shifted(from, &aside, &[], shift).and_then(|_| {
         for e in fs::read_dir(&aside)? {
             let e = e?;
             let dest = volume.join(e.file_name());
@@ -212,7 +305,7 @@ pub fn mount_all(
     root: &Path,
     mounts: &[PlannedMount],
     staging: &Path,
-    idmap: Option<(std::os::fd::RawFd, u32, u32, &Path)>,
+    idmap: Option<&super::rootfs::RootIdmap>,
 ) -> Result<(), SetupError> {
     let mut order: Vec<(usize, &PlannedMount)> = mounts.iter().enumerate().collect();
     order.sort_by_key(|(_, m)| m.target.split('/').filter(|c| !c.is_empty()).count());
@@ -237,27 +330,23 @@ pub fn mount_all(
         };
         match &m.source {
             MountSource::Bind(src) => {
-                let idmapped = idmap.filter(|_| m.kind_volume);
-                if m.copy_up && !m.readonly && !file_bind && idmapped.is_none() && is_empty_dir(src)
-                {
-                    copy_up_aside(&at, src)
+                // A remapped container's image shows host ids: they go back to the
+                // volume as the ids its idmapped view stores them as.
+                let shift = idmap
+                    .filter(|_| m.kind_volume)
+                    .map(|i| (i.uid, i.gid, i.size));
+                if m.copy_up && !m.readonly && !file_bind && is_empty_dir(src) {
+                    copy_up_aside(&at, src, shift)
                         .map_err(|e| err("copy the image's files into", t, e))?;
                 }
                 match idmap {
                     // A remapped container sees a volume's files with their owners as
                     // any other container does: through an idmapped view (the files on
                     // disk keep their ids). A host path keeps the host's ids.
-                    Some((userns, _, _, idstage)) if m.kind_volume => {
-                        let view = idstage.join(format!("v{i}"));
+                    Some(map) if m.kind_volume => {
+                        let view = map.staging.join(format!("v{i}"));
                         fs::create_dir_all(&view).map_err(|e| err("stage", t, e))?;
-                        crate::process::userns::mount_idmapped(src, &view, userns)
-                            .map_err(|e| err("idmap", t, e))?;
-                        // Copied through the view, so the files land with their ids
-                        // mapped back as any other container's would.
-                        if m.copy_up && !m.readonly && is_empty_dir(&view) {
-                            copy_tree(&at, &view)
-                                .map_err(|e| err("copy the image's files into", t, e))?;
-                        }
+                        mount_idmapped(src, &view, map.userns).map_err(|e| err("idmap", t, e))?;
                         mount(
                             Some(&view),
                             &at,
@@ -319,8 +408,8 @@ pub fn mount_all(
                     flags |= MsFlags::MS_NOEXEC;
                 }
                 let mut data = vec![format!("mode={:o}", mode.unwrap_or(0o1777))];
-                if let Some((_, uid, gid, _)) = idmap {
-                    data.push(format!("uid={uid},gid={gid}"));
+                if let Some(map) = idmap {
+                    data.push(format!("uid={},gid={}", map.uid, map.gid));
                 }
                 if let Some(s) = size {
                     data.push(format!("size={s}"));

@@ -82,6 +82,7 @@ pub struct RootIdmap {
     pub staging: PathBuf,
     pub uid: u32,
     pub gid: u32,
+    pub size: u32,
 }
 
 /// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
@@ -117,8 +118,7 @@ fn idmapped_layers(plan: &RootfsPlan, m: &RootIdmap) -> Result<RootfsPlan, Setup
     let view = |src: &Path, name: String| -> Result<PathBuf, SetupError> {
         let at = m.staging.join(name);
         fs::create_dir_all(&at).map_err(io_step("create idmap staging"))?;
-        crate::process::userns::mount_idmapped(src, &at, m.userns)
-            .map_err(io_step("idmap a layer"))?;
+        super::mounts::mount_idmapped(src, &at, m.userns).map_err(io_step("idmap a layer"))?;
         Ok(at)
     };
     for (i, l) in plan.lower.iter().enumerate() {
@@ -165,10 +165,23 @@ pub fn mount_all(plan: &RootfsPlan, idmap: Option<&RootIdmap>) -> Result<(), Set
         .unwrap_or_default();
 
     let common = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let sub = |p: &str| t.join(p.trim_start_matches('/'));
+    // Mount points and /etc files are found inside the root: a symlink the container
+    // left in its writable layer (`/etc -> /root/.ssh`) is followed within it, never
+    // out to the host's tree, where this runs.
+    let inside = |p: &str| super::mounts::resolve_in(t, p);
+    let mut points = std::collections::HashMap::new();
     for d in ["proc", "sys", "dev", "tmp"] {
-        fs::create_dir_all(sub(d)).map_err(io_step("create mount points"))?;
+        let at = inside(d).map_err(io_step("resolve mount points"))?;
+        fs::create_dir_all(&at).map_err(io_step("create mount points"))?;
+        points.insert(d, at);
     }
+    // /dev is a fresh tmpfs from here: its paths hold nothing of the container's.
+    let sub = |p: &str| -> PathBuf {
+        match p.split_once('/') {
+            Some((top, rest)) => points[top].join(rest),
+            None => points[p].clone(),
+        }
+    };
     mount(
         Some("proc"),
         &sub("proc"),
@@ -273,14 +286,9 @@ pub fn mount_all(plan: &RootfsPlan, idmap: Option<&RootIdmap>) -> Result<(), Set
     // Volumes, binds and tmpfs before the /etc files, so that a volume at /etc still
     // gets the container's hostname, hosts and resolv.conf on top (as Docker does).
     // Device-backed volumes (microVMs) are staged outside the container's tree.
-    super::mounts::mount_all(
-        t,
-        &plan.mounts,
-        Path::new("/run/twinbox-volumes"),
-        idmap.map(|m| (m.userns, m.uid, m.gid, m.staging.as_path())),
-    )?;
+    super::mounts::mount_all(t, &plan.mounts, Path::new("/run/twinbox-volumes"), idmap)?;
     for (src, dst) in &plan.etc_files {
-        let d = sub(dst);
+        let d = inside(dst).map_err(io_step("resolve /etc files"))?;
         ensure_file(&d)?;
         mount(
             Some(src.as_path()),

@@ -182,7 +182,7 @@ fn prepare_and_exec(
 /// no_new_privs is off: loading a filter then needs CAP_SYS_ADMIN, held until the
 /// identity changes.
 pub fn confine_early(conf: &Confinement, cap_last: u32) -> Result<(), SetupError> {
-    confine::new_session_keyring();
+    confine::new_session_keyring().map_err(os_step("join a new session keyring"))?;
     caps::drop_bounding(conf.caps, cap_last).map_err(os_step("drop capabilities"))?;
     if let (Some(prog), false) = (&conf.seccomp, conf.no_new_privs) {
         confine::install_seccomp(prog).map_err(os_step("load the seccomp filter"))?;

@@ -163,6 +163,9 @@ impl LogWriter {
                 let _ = std::fs::rename(numbered(&self.path, k), numbered(&self.path, k + 1));
             }
             std::fs::rename(&self.path, numbered(&self.path, 1))?;
+        } else {
+            // A new file (a new inode), so a follower sees the rotation.
+            std::fs::remove_file(&self.path)?;
         }
         self.file = create_log(&self.path)?;
         self.size = MAGIC.len() as u64;
@@ -467,7 +470,7 @@ pub fn read_since(path: &Path, pos: Position, each: &mut dyn FnMut(Chunk)) -> io
         return Ok(pos);
     };
     let mut from = match pos {
-        Some((pino, plen)) if pino == ino => plen,
+        Some((pino, plen)) if pino == ino && plen <= len => plen,
         Some((pino, plen)) => {
             // Rotated: the rest of the file we were reading is now a numbered one.
             if let Some(old) = files(path)

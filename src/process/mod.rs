@@ -59,6 +59,8 @@ pub struct ProcessSandbox {
     tty_master: Option<OwnedFd>,
     cap_last: u32,
     confinement: Confinement,
+    /// `--userns remap`: exec and cp join its user namespace (and fail if they cannot).
+    remapped: bool,
 }
 
 impl ProcessSandbox {
@@ -89,6 +91,7 @@ impl ProcessSandbox {
                         tty_master: master,
                         cap_last: caps::last_cap(),
                         confinement: cfg.confinement.clone(),
+                        remapped: cfg.spec.security.userns.is_some(),
                     },
                     io,
                 ))
@@ -259,6 +262,7 @@ impl ProcessSandbox {
                 staging: cfg.rootfs.target.with_file_name("idmap"),
                 uid: r.map.uid,
                 gid: r.map.gid,
+                size: r.map.size,
             });
             if remap.is_some() && cfg.spec.network != NetworkMode::Host {
                 // A remapped root has no capability in this network namespace (its
@@ -294,6 +298,12 @@ impl ProcessSandbox {
             }
             if let Err(e) = r.handshake.ask() {
                 return SetupError::new("wait for the user namespace maps", e);
+            }
+            // Its root from here on: what the set-up still makes (the working
+            // directory, the terminal) belongs to the container's root, not to an
+            // unmapped host root.
+            if let Err(e) = nsenter::enter_as_root(None) {
+                return SetupError::new("become root in the user namespace", e);
             }
         }
         workload::exec_workload(
@@ -360,6 +370,7 @@ impl Sandbox for ProcessSandbox {
             p,
             &self.confinement,
             self.cap_last,
+            self.remapped,
         )
     }
 
@@ -367,6 +378,7 @@ impl Sandbox for ProcessSandbox {
         let path = path.to_string();
         nsenter::in_container(
             self.pid,
+            self.remapped,
             self.cgroup.as_ref(),
             &self.reaper,
             None,
@@ -379,6 +391,7 @@ impl Sandbox for ProcessSandbox {
         let path = path.to_string();
         nsenter::in_container(
             self.pid,
+            self.remapped,
             self.cgroup.as_ref(),
             &self.reaper,
             Some(input),

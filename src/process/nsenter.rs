@@ -82,10 +82,12 @@ impl ExecProcess for Exec {
 /// Join a remapped container's user namespace (if `user`; else we are in it already)
 /// and become its root: what we write then belongs to the container's root, not to an
 /// unmapped host root, and capabilities survive an execve.
-fn enter_as_root(user: Option<&File>) -> io::Result<()> {
+pub(crate) fn enter_as_root(user: Option<&File>) -> io::Result<()> {
     if let Some(u) = user {
         setns(u, CloneFlags::CLONE_NEWUSER).map_err(io::Error::from)?;
     }
+    // No group of the host's (root's supplementary groups) comes along.
+    nix::unistd::setgroups(&[]).map_err(io::Error::from)?;
     let (g, uid) = (nix::unistd::Gid::from_raw(0), nix::unistd::Uid::from_raw(0));
     nix::unistd::setresgid(g, g, g).map_err(io::Error::from)?;
     nix::unistd::setresuid(uid, uid, uid).map_err(io::Error::from)
@@ -131,6 +133,7 @@ pub fn exec(
     p: &ProcessSpec,
     conf: &Confinement,
     cap_last: u32,
+    remapped: bool,
 ) -> Result<Box<dyn ExecProcess>, SandboxError> {
     let pidns = open_ns(pid, "pid")?;
     let mut others: Vec<(File, CloneFlags)> = NAMESPACES
@@ -140,7 +143,7 @@ pub fn exec(
     others.push((pidns, CloneFlags::CLONE_NEWPID));
     // A remapped container's user namespace goes last: once in it, we have no
     // capability left over the namespaces the host's user namespace owns.
-    let joins_userns = super::userns::has_own_userns(pid);
+    let joins_userns = remapped;
     if joins_userns {
         others.push((open_ns(pid, "user")?, CloneFlags::CLONE_NEWUSER));
     }
@@ -285,6 +288,7 @@ pub fn exec(
 /// non-dumpable; `f` must resolve paths with `cptar::Side::Container`.
 pub fn in_container<F>(
     pid: i32,
+    remapped: bool,
     cgroup: &dyn CgroupManager,
     reaper: &Reaper,
     input: Option<&mut (dyn Read + Send)>,
@@ -295,7 +299,7 @@ where
     F: FnOnce(&mut dyn Read, &mut dyn Write) -> io::Result<()> + Send,
 {
     let mnt = open_ns(pid, "mnt")?;
-    let user = if super::userns::has_own_userns(pid) {
+    let user = if remapped {
         Some(open_ns(pid, "user")?)
     } else {
         None

@@ -39,6 +39,11 @@ pub struct Volume {
     /// Made for one container (`-v /path`); `rm -v` and `run --rm` remove it.
     #[serde(default)]
     pub anonymous: bool,
+    /// A `--userns remap` container has used it: through its idmapped view, that
+    /// container's root writes files stored as host root's (setuid ones included), so
+    /// no plain process container may mount it any more.
+    #[serde(default)]
+    pub remapped: bool,
 }
 
 pub struct VolumeStore {
@@ -110,6 +115,7 @@ impl VolumeStore {
             created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             labels,
             anonymous,
+            remapped: false,
         };
         let data = self.data_dir(name);
         fs::create_dir_all(&data).map_err(io_err(&data))?;
@@ -119,6 +125,19 @@ impl VolumeStore {
         atomic_write(&meta, &serde_json::to_vec_pretty(&v).expect("serializes"))
             .map_err(io_err(&meta))?;
         Ok((v, true))
+    }
+
+    /// Mark a volume as used by a remapped container (see [`Volume::remapped`]).
+    /// Callers hold the lock.
+    pub fn mark_remapped(&self, name: &str) -> Result<(), VolumeError> {
+        let mut v = self.get(name)?;
+        if !v.remapped {
+            v.remapped = true;
+            let meta = self.meta_path(name);
+            atomic_write(&meta, &serde_json::to_vec_pretty(&v).expect("serializes"))
+                .map_err(io_err(&meta))?;
+        }
+        Ok(())
     }
 
     /// Every volume, by name.

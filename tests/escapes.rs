@@ -8,26 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-/// Build one of tests/escape_tools/*.c as a static binary (gcc and libc6-dev, which
-/// scripts/setup.sh installs).
 fn tool(tb: &Tb, name: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/escape_tools")
-        .join(format!("{name}.c"));
-    let out = tb.dir.path().join(name);
-    let o = Command::new("cc")
-        .args(["-static", "-O2", "-o"])
-        .arg(&out)
-        .arg(&src)
-        .output()
-        .expect("cc (gcc) is needed to build the escape tools: apt-get install gcc libc6-dev");
-    assert!(
-        o.status.success(),
-        "cc {}: {}",
-        src.display(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    out
+    escape_tool(tb.dir.path(), name)
 }
 
 /// `inspect NAME` as JSON (its one object).

@@ -56,7 +56,21 @@ fn field<'a>(out: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn vm_runs_its_own_kernel_and_reports_exit_codes() {
-    let (out, err, code) = lab(r#"
+    // The chroot escape (tests/escape_tools/chroot.c) carried in as the raw /dev/vda.
+    let tools = tempfile::tempdir().unwrap();
+    let esc = escape_tool(tools.path(), "chroot");
+    let size = std::fs::metadata(&esc).unwrap().len();
+    let script = format!("esc_size={size}\n")
+        + r#"
+head -c "$esc_size" /dev/vda > /tmp/esc && chmod 755 /tmp/esc
+twinbox run -d --name esc --isolation vm busybox sh -c 'while [ ! -x /esc ]; do sleep 0.1; done; /esc' >/dev/null
+twinbox cp /tmp/esc esc:/esc
+twinbox wait esc >/dev/null
+echo "chroot_workload=$(twinbox logs esc 2>&1)"
+twinbox run -d --name esc2 --isolation vm busybox sleep 300 >/dev/null
+twinbox cp /tmp/esc esc2:/esc
+echo "chroot_exec=$(twinbox exec esc2 /esc 2>&1)"
+twinbox rm -f esc esc2 >/dev/null
 echo "l1kernel=$(uname -r)"
 echo "guestkernel=$(twinbox run --rm --isolation vm busybox uname -r)"
 twinbox run --rm --isolation vm busybox sh -c 'exit 7'; echo "exit7=$?"
@@ -74,7 +88,8 @@ echo "unconfined=$(twinbox run --rm --isolation vm --cap-drop ALL --security-opt
 echo "userns=$(twinbox run --rm --isolation vm busybox sh -c 'unshare -U true 2>/dev/null; echo $?')"
 echo "ro=$(twinbox run --rm --isolation vm --read-only --tmpfs /run busybox sh -c 'touch /x 2>/dev/null; echo $?; touch /run/y && echo ok' | tr '\n' ' ')"
 echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
-"#);
+"#;
+    let (out, err, code) = lab_with(&script, &[&esc], 2048, 1);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     // The same confinement as a process container, applied by the agent in the guest.
     let caps = format!("{:016x}", twinbox::launch::caps::default_mask());
@@ -123,6 +138,26 @@ echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
     );
     assert_eq!(mem[1], 2, "--cpus sets the vCPU count");
     assert_eq!(field(&out, "left"), "0", "--rm leaves nothing");
+    // The workload is pivoted into its root and the agent's tree detached: a chroot
+    // escape (CAP_SYS_CHROOT is a default capability) ends in the container's own root,
+    // from the workload and from an exec'd process alike.
+    for key in ["chroot_workload", "chroot_exec"] {
+        let root = field(&out, key);
+        println!("{key}: {root}");
+        let names: Vec<&str> = root
+            .strip_prefix("root=")
+            .unwrap_or_else(|| panic!("{key}: {root}"))
+            .split_whitespace()
+            .collect();
+        assert!(
+            names.contains(&"bin") && names.contains(&"esc"),
+            "{key}: {root}"
+        );
+        assert!(
+            !names.contains(&"init") && !names.contains(&".twinbox-root"),
+            "{key} reached the agent's root: {root}"
+        );
+    }
 }
 
 #[test]

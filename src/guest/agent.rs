@@ -42,10 +42,48 @@ pub fn main() -> ! {
         eprintln!("twinbox-agent runs as PID 1 inside a twinbox microVM; it is not a host command");
         std::process::exit(2);
     }
-    if let Err(e) = run() {
+    if let Err(e) = leave_initramfs().and_then(|_| run()) {
         log(&format!("fatal: {e}"));
     }
     power_off();
+}
+
+/// Marks the tmpfs root the agent moved onto.
+const MOVED: &str = "/.twinbox-root";
+
+/// The kernel unpacks the initramfs into `rootfs`, which pivot_root cannot leave, so a
+/// workload could only be chrooted — and a chroot is left by anyone with
+/// CAP_SYS_CHROOT. First thing, the agent moves onto a tmpfs root of its own (as
+/// switch_root does) and starts again from there; a workload's root is then pivoted
+/// into, and the agent's tree detached from its view.
+fn leave_initramfs() -> io::Result<()> {
+    if Path::new(MOVED).exists() {
+        return Ok(());
+    }
+    let new = "/newroot";
+    std::fs::create_dir_all(new)?;
+    mount(
+        Some("tmpfs"),
+        new,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755"),
+    )
+    .map_err(io::Error::from)?;
+    for d in ["dev", "proc", "sys", "run", "mnt", "tmp"] {
+        std::fs::create_dir_all(Path::new(new).join(d))?;
+    }
+    std::fs::copy("/init", Path::new(new).join("init"))?;
+    std::fs::write(Path::new(new).join(&MOVED[1..]), b"")?;
+    // The old copy is no longer needed; its memory goes back.
+    let _ = std::fs::remove_file("/init");
+    nix::unistd::chdir(new).map_err(io::Error::from)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(io::Error::from)?;
+    nix::unistd::chroot(".").map_err(io::Error::from)?;
+    nix::unistd::chdir("/").map_err(io::Error::from)?;
+    let init = std::ffi::CString::new("/init").unwrap_or_default();
+    let e = nix::unistd::execv(&init, &[&init]).unwrap_err();
+    Err(io::Error::from(e))
 }
 
 fn power_off() -> ! {
@@ -573,8 +611,8 @@ fn schedule_power_off(after: Duration) {
 }
 
 /// In a forked child: enter the container. The workload gets a new mount namespace
-/// with a /proc of its new pid namespace; others join the workload's mount namespace.
-/// Then the container root becomes the root.
+/// with a /proc of its new pid namespace, and pivots into the container's root;
+/// others join the workload's mount namespace (whose root that is).
 fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupError> {
     if is_workload {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
@@ -597,13 +635,19 @@ fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupErr
         )
         .map_err(|e| SetupError::new("mount /proc", io::Error::from(e)))?;
         rootfs::mask_and_protect(Path::new(ROOT))?;
-    } else if let Some(m) = mnt {
-        nix::sched::setns(m, nix::sched::CloneFlags::CLONE_NEWNS)
-            .map_err(|e| SetupError::new("enter the mount namespace", io::Error::from(e)))?;
+        // Into the container's root, the agent's detached: nothing of the guest's own
+        // tree stays reachable from the workload, with or without CAP_SYS_CHROOT.
+        return rootfs::pivot(Path::new(ROOT));
     }
-    nix::unistd::chroot(ROOT).map_err(|e| SetupError::new("chroot", io::Error::from(e)))?;
-    nix::unistd::chdir("/").map_err(|e| SetupError::new("chdir /", io::Error::from(e)))?;
-    Ok(())
+    match mnt {
+        // The workload's namespace: its root is the container's.
+        Some(m) => nix::sched::setns(m, nix::sched::CloneFlags::CLONE_NEWNS)
+            .map_err(|e| SetupError::new("enter the mount namespace", io::Error::from(e))),
+        None => Err(SetupError::new(
+            "enter the container",
+            io::Error::other("its workload is gone"),
+        )),
+    }
 }
 
 /// The container's mounts as the guest makes them: volumes and binds are the disks

@@ -332,3 +332,25 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Build one of tests/escape_tools/*.c as a static binary in `dir` (gcc and libc6-dev,
+/// which scripts/setup.sh installs).
+pub fn escape_tool(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/escape_tools")
+        .join(format!("{name}.c"));
+    let out = dir.join(name);
+    let o = Command::new("cc")
+        .args(["-static", "-O2", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .output()
+        .expect("cc (gcc) is needed to build the escape tools: apt-get install gcc libc6-dev");
+    assert!(
+        o.status.success(),
+        "cc {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}

@@ -202,6 +202,8 @@ fn vm_create(c: &mut Criterion) {
                     console: Box::new(std::io::sink()),
                     quiet: true,
                     trace: None,
+                    before_run: None,
+                    kvm: None,
                 })
                 .unwrap();
                 total += vm.boot.setup();
@@ -210,6 +212,54 @@ fn vm_create(c: &mut Criterion) {
             total
         })
     });
+    // The same VM built by a jailed VMM process (what a container gets): the extra
+    // cost is the process start, the filters' compilation and the jail.
+    let dir = tempfile::tempdir().unwrap();
+    group.bench_function(
+        "jailed VMM process: spawn to first KVM_RUN (256 MiB, 1 vCPU)",
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let id = twinbox::vmm::jail::JailId::allocate(&dir.path().join("ids"), "bench")
+                        .unwrap();
+                    let jail = dir.path().join("jail");
+                    twinbox::vmm::jail::prepare_dir(&jail, id.id).unwrap();
+                    let setup = twinbox::vmm::process::Setup {
+                        kernel: kernel.clone(),
+                        initrd: None,
+                        cmdline: String::new(),
+                        mem_bytes: 256 << 20,
+                        vcpus: 1,
+                        disks: vec![],
+                        net_mac: None,
+                        vsock_cid: None,
+                        quiet: true,
+                        jail: twinbox::vmm::jail::JailSpec {
+                            dir: jail,
+                            uid: id.id,
+                            gid: id.id,
+                        },
+                        cpus: None,
+                    };
+                    let console = std::fs::File::create("/dev/null").unwrap();
+                    let t = std::time::Instant::now();
+                    let vm = twinbox::vmm::process::VmProcess::spawn(
+                        std::path::Path::new(env!("CARGO_BIN_EXE_twinbox")),
+                        setup,
+                        id,
+                        console,
+                        None,
+                        &|_| Ok(()),
+                    )
+                    .unwrap();
+                    total += t.elapsed();
+                    vm.stop();
+                }
+                total
+            })
+        },
+    );
     group.finish();
 }
 

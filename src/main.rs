@@ -8,6 +8,11 @@ fn main() {
     {
         twinbox::process::exec_shim::main();
     }
+    if std::env::args_os().next().as_deref()
+        == Some(std::ffi::OsStr::new(twinbox::vmm::process::ARG0))
+    {
+        twinbox::vmm::jailed::main();
+    }
     // Like other command-line tools, end quietly when stdout goes away (`| head`).
     // SAFETY: setting a signal disposition to the default; no handler involved.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };

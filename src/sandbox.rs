@@ -159,6 +159,11 @@ pub trait Sandbox: Send + Sync {
     fn guest_memory(&self) -> Option<(u64, u64)> {
         None
     }
+    /// Peak RSS of a helper process the sandbox runs beside the monitor (a microVM's
+    /// VMM), to count with the monitor's own.
+    fn helper_max_rss(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -532,15 +532,36 @@ echo "po=$(twinbox run --rm --network none --isolation vm example.org/po:1 echo 
 }
 
 #[test]
-fn cpuset_cpus_pins_the_vmm_threads() {
+fn the_vmm_is_jailed_confined_and_pinned() {
     // Two emulated CPUs; the microVM asked to run on CPU 1 only: its vCPU and device
     // threads are confined there (the affinity the kernel reports per thread), and
-    // the guest still runs.
+    // the guest still runs. The VMM is a process of its own (the container's Pid),
+    // jailed: unprivileged ids, no capabilities, every thread under seccomp, a root
+    // holding only its vsock sockets, its own cgroup; a second microVM's VMM has
+    // another uid.
     let (out, err, code) = lab_with(
         r#"
-twinbox run -d --name pin --network none --cpuset-cpus 1 --isolation vm busybox sleep 120 >/dev/null
-pid=$(twinbox inspect pin | sed -n 's/.*"MonitorPid": \([0-9]*\).*/\1/p' | head -1)
+twinbox network create pn >/dev/null
+twinbox run -d --name pin --network pn --cpuset-cpus 1 --isolation vm busybox sleep 120 >/dev/null
+twinbox run -d --name other --network pn --isolation vm busybox sleep 120 >/dev/null
+vmm() { twinbox inspect "$1" | sed -n 's/.*"Pid": \([0-9]*\).*/\1/p' | head -1; }
+pid=$(vmm pin)
+mon=$(twinbox inspect pin | sed -n 's/.*"MonitorPid": \([0-9]*\).*/\1/p' | head -1)
 for t in /proc/$pid/task/*; do echo "thread=$(cat $t/comm) $(sed -n 's/^Cpus_allowed_list:\t//p' $t/status)"; done
+for t in /proc/$pid/task/*; do echo "tseccomp=$(cat $t/comm) $(sed -n 's/^Seccomp:\t//p' $t/status)"; done
+echo "name=$(cat /proc/$pid/comm) parent=$([ "$(sed -n 's/^PPid:\t//p' /proc/$pid/status)" = "$mon" ] && echo monitor)"
+echo "ids=$(sed -n 's/^Uid:\t//p' /proc/$pid/status | tr '\t' ' ') / $(sed -n 's/^Gid:\t//p' /proc/$pid/status | tr '\t' ' ')"
+echo "caps=$(grep -E '^Cap(Eff|Prm|Bnd|Amb):' /proc/$pid/status | tr -s '\t' ' ' | tr '\n' ' ')"
+echo "nnp=$(sed -n 's/^NoNewPrivs:\t//p' /proc/$pid/status)"
+echo "root=$(ls -A /proc/$pid/root | tr '\n' ' ')"
+echo "rootmount=$(awk '$5=="/"{print $6}' /proc/$pid/mountinfo)"
+echo "hostroot=$([ "$(stat -L -c %d:%i /proc/$pid/root)" = "$(stat -c %d:%i /)" ] && echo same || echo other)"
+echo "mntns=$([ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] && echo host || echo own)"
+cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup)
+echo "cgroup=$cg mem=$(cat /sys/fs/cgroup$cg/memory.max) pids=$(cat /sys/fs/cgroup$cg/pids.max)"
+echo "otheruid=$(sed -n 's/^Uid:\t\([0-9]*\).*/\1/p' /proc/$(vmm other)/status) pinuid=$(sed -n 's/^Uid:\t\([0-9]*\).*/\1/p' /proc/$pid/status)"
+echo "net=$(twinbox exec pin sh -c 'ping -c 1 -W 5 other >/dev/null && echo reached')"
+twinbox rm -f other >/dev/null
 echo "cpuset=$(twinbox inspect pin | sed -n 's/.*"CpusetCpus": "\(.*\)".*/\1/p')"
 echo "ran=$(twinbox exec pin echo alive)"
 twinbox rm -f pin >/dev/null
@@ -568,6 +589,68 @@ echo "bad=$(twinbox run --rm --network none --cpuset-cpus 2 --isolation vm busyb
     assert_eq!(field(&out, "cpuset"), "1");
     assert_eq!(field(&out, "ran"), "alive");
     assert_eq!(field(&out, "bad"), "1", "CPU 2 does not exist: {out}");
+    // The jail.
+    println!("{out}");
+    assert_eq!(field(&out, "name"), "twinbox-vmm parent=monitor", "{out}");
+    for t in out.lines().filter_map(|l| l.strip_prefix("tseccomp=")) {
+        // KVM's own kernel worker shows up among the VMM's tasks; it runs no user code.
+        if !t.starts_with("kvm-") {
+            assert!(t.ends_with(" 2"), "every VMM thread is under seccomp: {t}");
+        }
+    }
+    let ids = field(&out, "ids");
+    let uid: u32 = ids.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(uid >= twinbox::vmm::jail::ID_BASE, "{ids}");
+    assert_eq!(
+        ids,
+        format!("{uid} {uid} {uid} {uid} / {uid} {uid} {uid} {uid}"),
+        "real, effective, saved and fs ids are all the VMM's"
+    );
+    assert_eq!(
+        field(&out, "caps").trim(),
+        "CapPrm: 0000000000000000 CapEff: 0000000000000000 CapBnd: 0000000000000000 CapAmb: 0000000000000000"
+    );
+    assert_eq!(field(&out, "nnp"), "1");
+    assert_eq!(
+        field(&out, "root").trim(),
+        "v v_53",
+        "the VMM's root holds its vsock sockets only (the agent's is gone once it called): {out}"
+    );
+    let opts: Vec<&str> = field(&out, "rootmount").split(',').collect();
+    for o in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(opts.contains(&o), "the jail is mounted {o}: {opts:?}");
+    }
+    assert_eq!(field(&out, "hostroot"), "other");
+    assert_eq!(field(&out, "mntns"), "own");
+    let cg = field(&out, "cgroup");
+    assert!(cg.starts_with("/twinbox/"), "{cg}");
+    let mem: u64 = cg
+        .split("mem=")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        mem,
+        (256 << 20) + (64 << 20),
+        "guest RAM + the VMM's overhead: {cg}"
+    );
+    assert!(cg.ends_with("pids=17"), "1 vCPU + 16: {cg}");
+    let other: u32 = field(&out, "otheruid")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(other, uid, "each VMM its own uid");
+    assert_eq!(
+        field(&out, "net"),
+        "reached",
+        "the TAP and the DNS relay work through the jail: {out}"
+    );
 }
 
 #[test]

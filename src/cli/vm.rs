@@ -72,10 +72,13 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         vsock: a.vsock.map(|p| VmVsock {
             cid: 3,
             uds_base: p,
+            connect_base: None,
         }),
         console: Box::new(std::io::stderr()),
         quiet: a.quiet,
         trace: None,
+        before_run: None,
+        kvm: None,
     })
     .map_err(|e| EngineError::Invalid(crate::monitor::error_chain(&e)))?;
     let end = vm.wait(Some(Duration::from_secs(a.timeout)));

@@ -417,6 +417,8 @@ pub fn run(
     }
     log_line(paths, id, &format!("workload exited with {}", info.code));
     let (monitor_cpu_ms, monitor_max_rss) = rusage(libc::RUSAGE_SELF);
+    // A microVM's VMM is a process of its own: what the host spends on it counts here.
+    let monitor_max_rss = monitor_max_rss + shared.sandbox.helper_max_rss();
     let (workload_cpu_ms, children_max_rss) = rusage(libc::RUSAGE_CHILDREN);
     // The workload's peak memory as its cgroup saw it (vm: inside the guest, not here);
     // where the cgroup keeps no figure, the largest child's peak RSS.

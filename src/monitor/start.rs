@@ -109,6 +109,7 @@ pub fn start_backend(
             let volumes = crate::volume::vm::build_disks(&paths.root, &dir, &rec.spec.mounts)
                 .map_err(|e| SandboxError::Other(e.to_string()))?;
             let (sb, io) = VmSandbox::start(VmStart {
+                id: rec.id.clone(),
                 spec: rec.spec.clone(),
                 kernel: files.kernel.clone(),
                 initrd: files.initrd.clone(),

@@ -34,7 +34,11 @@ pub struct EventLoop {
 }
 
 impl EventLoop {
-    pub fn start(subscribers: Vec<Subscriber>) -> std::io::Result<EventLoop> {
+    /// Start the device thread; it confines itself with `filter` first.
+    pub fn start(
+        subscribers: Vec<Subscriber>,
+        filter: Option<Arc<Vec<u8>>>,
+    ) -> std::io::Result<EventLoop> {
         let stop_evt = Arc::new(EventFd::new(libc::EFD_NONBLOCK)?);
         let stop = Arc::new(AtomicBool::new(false));
         let mut em: EventManager<Subscriber> =
@@ -49,6 +53,9 @@ impl EventLoop {
         let handle = std::thread::Builder::new()
             .name("devices".into())
             .spawn(move || {
+                if let Some(f) = &filter {
+                    super::filters::install(f);
+                }
                 while !stop.load(Ordering::SeqCst) {
                     if em.run_with_timeout(1000).is_err() {
                         break;

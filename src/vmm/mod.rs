@@ -8,13 +8,17 @@ pub mod bus;
 pub mod devices;
 pub mod event_loop;
 pub mod exit;
+pub mod filters;
+pub mod jail;
+pub mod jailed;
 pub mod layout;
 pub mod memory;
+pub mod process;
 pub mod sandbox;
 pub mod vcpu;
 mod vm;
 
-pub use vm::{BootTimes, Vm, VmConfig, VmDisk, VmEnd, VmNet, VmVsock};
+pub use vm::{BeforeRun, BootTimes, ThreadFilters, Vm, VmConfig, VmDisk, VmEnd, VmNet, VmVsock};
 
 use thiserror::Error;
 
@@ -45,6 +49,11 @@ pub enum VmmError {
     Config(String),
     #[error("device: {0}")]
     Device(String),
+    #[error("VMM jail: {0}")]
+    Jail(String),
+    /// What the VMM process said went wrong.
+    #[error("{0}")]
+    Reported(String),
     #[error("I/O")]
     Io(#[from] std::io::Error),
 }

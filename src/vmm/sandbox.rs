@@ -1,7 +1,9 @@
 //! The vm backend as the monitor sees it: a microVM plus a conversation with its guest
 //! agent over vsock, behind the same `Sandbox` trait as the process backend.
 
-use super::{Vm, VmConfig, VmDisk, VmEnd, VmVsock, VmmError};
+use super::jail::{self, JailId, JailSpec};
+use super::process::{self, Setup, VmProcess};
+use super::{VmDisk, VmEnd, VmmError};
 use crate::guest::protocol::{self, AgentMsg, HostMsg, Kind};
 use crate::sandbox::{
     ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
@@ -20,11 +22,29 @@ use std::time::{Duration, Instant};
 /// Default guest RAM when `--memory` is not given.
 pub const DEFAULT_MEMORY: u64 = 256 << 20;
 const GUEST_CID: u64 = 3;
+/// The VMM's memory beyond guest RAM that its cgroup allows (its own heap and stacks,
+/// the page cache of its disks).
+const VMM_OVERHEAD: u64 = 64 << 20;
+/// The VMM's threads beyond its vCPUs (control, reporter, devices), with room.
+const VMM_THREADS: i64 = 16;
+
+/// The VMM's cgroup, removed when dropped (after the VMM, which the sandbox drops
+/// first: fields drop in order).
+struct VmmCgroup(Box<dyn crate::process::cgroups::CgroupManager>);
+
+impl Drop for VmmCgroup {
+    fn drop(&mut self) {
+        let _ = self.0.kill_all();
+        let _ = self.0.destroy();
+    }
+}
 /// How long a guest may take from power-on to its agent calling home.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Everything the vm backend needs to start a container.
 pub struct VmStart {
+    /// The container's id: its VMM's cgroup and identity are keyed by it.
+    pub id: String,
     pub spec: SandboxSpec,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
@@ -220,7 +240,8 @@ fn start_failure(msg: AgentMsg, arg0: &str) -> SandboxError {
 }
 
 pub struct VmSandbox {
-    vm: Vm,
+    vm: VmProcess,
+    cgroup: VmmCgroup,
     conn: Arc<Conn>,
     main: Mutex<Receiver<AgentMsg>>,
     exit: Mutex<Option<ExitInfo>>,
@@ -274,22 +295,30 @@ impl VmSandbox {
             .cpus
             .map(|c| c.ceil().clamp(1.0, 64.0) as u8)
             .unwrap_or(1);
-        if let Some(list) = &cfg.spec.resources.cpuset_cpus {
-            // --cpuset-cpus: this thread and every thread it starts from here on — the
-            // vCPUs, the device event loop — run only on those CPUs.
-            let cpus = crate::util::cpuset::parse(list).map_err(SandboxError::Other)?;
-            crate::util::cpuset::pin_current_thread(&cpus)?;
-        }
+        // --cpuset-cpus: the VMM pins every thread it has — the vCPUs, the device
+        // event loop — to those CPUs, and its cgroup holds it there.
+        let cpus = match &cfg.spec.resources.cpuset_cpus {
+            Some(list) => Some(crate::util::cpuset::parse(list).map_err(SandboxError::Other)?),
+            None => None,
+        };
         std::fs::create_dir_all(&cfg.run_dir)?;
-        let base = cfg.run_dir.join("vsock");
+        // The VMM's jail: its own identity and an empty directory that will hold only
+        // the vsock sockets (the listeners here are the monitor's, connectable by it).
+        let jail_err = |e: VmmError| SandboxError::Other(crate::util::error_chain(&e));
+        let slots = cfg.run_dir.parent().unwrap_or(&cfg.run_dir);
+        let jail_id = JailId::allocate(slots, &cfg.id).map_err(jail_err)?;
+        let jail_dir = cfg.run_dir.join("vmm");
+        jail::prepare_dir(&jail_dir, jail_id.id).map_err(jail_err)?;
+        let base = jail_dir.join(process::VSOCK_NAME);
+        let own = |p: &str| std::os::unix::fs::lchown(p, Some(jail_id.id), Some(jail_id.id));
         let agent_path = format!("{}_{}", base.display(), protocol::AGENT_PORT);
-        let _ = std::fs::remove_file(&agent_path);
         let listener = UnixListener::bind(&agent_path)?;
+        own(&agent_path)?;
         listener.set_nonblocking(true)?;
         if let Some(r) = cfg.dns.clone() {
             let p = format!("{}_{}", base.display(), protocol::DNS_PORT);
-            let _ = std::fs::remove_file(&p);
             let dns = UnixListener::bind(&p)?;
+            own(&p)?;
             std::thread::spawn(move || {
                 // No timeout here: the guest's UDP relay keeps one stream open for
                 // the VM's life (its TCP relay opens one per connection).
@@ -302,7 +331,31 @@ impl VmSandbox {
         let console = File::create(&cfg.console_log)?;
         let mut cfg = cfg;
         let net = cfg.net.take();
-        let vm = Vm::start(VmConfig {
+        // The VMM's cgroup: guest RAM plus a bounded overhead, its threads.
+        let cgroup = crate::process::cgroups::manager(&cfg.id)
+            .map_err(|e| SandboxError::Other(format!("the VMM's cgroup: {e}")))?;
+        cgroup
+            .create(
+                &crate::spec::Resources {
+                    memory: Some(mem_bytes + VMM_OVERHEAD),
+                    cpus: None,
+                    pids_limit: Some(i64::from(vcpus) + VMM_THREADS),
+                    cpuset_cpus: cfg.spec.resources.cpuset_cpus.clone(),
+                },
+                false,
+            )
+            .map_err(|e| SandboxError::Other(format!("the VMM's cgroup: {e}")))?;
+        let tap = match net {
+            Some(mut n) => Some((
+                n.mac,
+                match n.open.take() {
+                    Some(f) => f,
+                    None => super::devices::virtio::net::open_tap(&n.tap)?,
+                },
+            )),
+            None => None,
+        };
+        let setup = Setup {
             kernel: cfg.kernel.clone(),
             initrd: Some(cfg.initrd.clone()),
             cmdline: format!("twinbox.port={}", protocol::AGENT_PORT),
@@ -327,16 +380,30 @@ impl VmSandbox {
                 id: format!("twinbox-volume-{k}"),
             }))
             .collect(),
-            net,
-            vsock: Some(VmVsock {
-                cid: GUEST_CID,
-                uds_base: base,
-            }),
-            console: Box::new(console),
+            net_mac: tap.as_ref().map(|t| t.0),
+            vsock_cid: Some(GUEST_CID),
             quiet: true,
-            trace: cfg.trace.clone(),
+            jail: JailSpec {
+                dir: jail_dir,
+                uid: jail_id.id,
+                gid: jail_id.id,
+            },
+            cpus: cpus.map(|c| c.into_iter().collect()),
+        };
+        let cgroup = VmmCgroup(cgroup);
+        let exe = std::path::Path::new("/proc/self/exe");
+        let vm = VmProcess::spawn(exe, setup, jail_id, console, tap.map(|t| t.1), &|pid| {
+            cgroup
+                .0
+                .add(pid)
+                .map_err(|e| VmmError::Jail(format!("the VMM's cgroup: {e}")))
         })
-        .map_err(|e| SandboxError::Other(crate::util::error_chain(&e)))?;
+        .map_err(jail_err)?;
+        if let Some(f) = &cfg.trace {
+            for (name, d) in &vm.boot.steps {
+                f(name, *d);
+            }
+        }
         let setup_ms = vm.boot.setup().as_secs_f64() * 1e3;
 
         // Wait for the agent to call home, or for the VM to die trying.
@@ -459,6 +526,7 @@ impl VmSandbox {
         Ok((
             VmSandbox {
                 vm,
+                cgroup,
                 conn,
                 main: Mutex::new(rx),
                 exit: Mutex::new(None),
@@ -495,7 +563,7 @@ fn vm_died(end: &VmEnd, console: &std::path::Path) -> SandboxError {
 
 impl Sandbox for VmSandbox {
     fn pid(&self) -> i32 {
-        std::process::id() as i32
+        self.vm.pid()
     }
 
     fn wait(&self) -> ExitInfo {
@@ -685,8 +753,8 @@ impl Sandbox for VmSandbox {
     }
 
     fn stats(&self) -> Result<SandboxStats, SandboxError> {
-        // Host view: the VMM (this monitor) is what the microVM costs the host.
-        let me = std::process::id() as i32;
+        // Host view: the VMM process is what the microVM costs the host.
+        let me = self.vm.pid();
         let stat = std::fs::read_to_string(format!("/proc/{me}/stat"))?;
         let st = crate::util::proc::parse_stat(&stat)
             .ok_or_else(|| SandboxError::Other("cannot read /proc/self/stat".into()))?;
@@ -706,8 +774,13 @@ impl Sandbox for VmSandbox {
     }
 
     fn cleanup(&self) {
-        self.vm.power_off();
-        let _ = self.vm.wait(Some(Duration::from_secs(5)));
-        let _ = std::fs::remove_file(self.run_dir.join("vsock"));
+        self.vm.stop();
+        let _ = self.cgroup.0.kill_all();
+        let _ = self.cgroup.0.destroy();
+        let _ = crate::util::fs::remove_dir_all_if_exists(&self.run_dir.join("vmm"));
+    }
+
+    fn helper_max_rss(&self) -> u64 {
+        self.vm.max_rss()
     }
 }

@@ -93,11 +93,15 @@ pub fn spawn(
     mmio: Arc<Bus>,
     ctl: Arc<Control>,
     ended: Sender<VcpuEnd>,
+    filter: Option<Arc<Vec<u8>>>,
 ) -> std::io::Result<JoinHandle<()>> {
     kick_signal();
     std::thread::Builder::new()
         .name(format!("vcpu{id}"))
         .spawn(move || {
+            if let Some(f) = &filter {
+                super::filters::install(f);
+            }
             KVM_RUN.with(|p| p.set(vcpu.get_kvm_run() as *mut _));
             let (action, suberror) = loop {
                 if park_if_paused(&ctl) {

@@ -27,6 +27,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use vmm_sys_util::eventfd::EventFd;
 
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct VmDisk {
     pub path: PathBuf,
     pub read_only: bool,
@@ -45,9 +46,23 @@ pub struct VmNet {
 pub struct VmVsock {
     pub cid: u64,
     /// Unix socket path prefix: guest port P connects to `<base>_P`; host processes
-    /// connect to `<base>` with `CONNECT P`.
+    /// connect to `<base>` with `CONNECT P`. Bound when the VM is built.
     pub uds_base: PathBuf,
+    /// Where guest-initiated connections go once the VM runs, if not `uds_base`
+    /// (a jailed VMM sees the jail's directory as `/`).
+    pub connect_base: Option<PathBuf>,
 }
+
+/// What each kind of thread confines itself with as it starts (seccomp-BPF programs).
+#[derive(Default, Clone)]
+pub struct ThreadFilters {
+    pub vcpu: Option<Arc<Vec<u8>>>,
+    pub devices: Option<Arc<Vec<u8>>>,
+}
+
+/// Called once the VM is built and before any of its threads runs: the jailed VMM
+/// enters its jail here, and says how its threads are to confine themselves.
+pub type BeforeRun = Box<dyn FnOnce() -> Result<ThreadFilters, VmmError>>;
 
 pub use crate::sandbox::Trace;
 
@@ -66,6 +81,10 @@ pub struct VmConfig {
     /// Pass `quiet` to the kernel.
     pub quiet: bool,
     pub trace: Option<Trace>,
+    pub before_run: Option<BeforeRun>,
+    /// /dev/kvm already opened by the caller (a VMM in a cgroup that allows no
+    /// devices cannot open it); None: open it here.
+    pub kvm: Option<std::fs::File>,
 }
 
 /// When things happened during boot.
@@ -96,7 +115,7 @@ impl BootTimes {
 }
 
 /// How a microVM ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum VmEnd {
     /// The guest shut down or rebooted.
     Shutdown,
@@ -168,7 +187,7 @@ impl Vm {
             t: start,
         };
 
-        let (kvm, vm) = create_vm()?;
+        let (kvm, vm) = create_vm(cfg.kvm.take())?;
         step.done("KVM_CREATE_VM");
 
         let mem = Arc::new(memory::create(cfg.mem_bytes)?);
@@ -237,9 +256,12 @@ impl Vm {
             slots.push(slot);
         }
         if let Some(v) = &cfg.vsock {
-            let muxer = Muxer::new(v.cid, v.uds_base.clone(), true).map_err(|e| {
+            let mut muxer = Muxer::new(v.cid, v.uds_base.clone(), true).map_err(|e| {
                 VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display()))
             })?;
+            if let Some(b) = &v.connect_base {
+                muxer.connect_to(b.clone());
+            }
             let dev = Arc::new(Mutex::new(Vsock::new(v.cid, muxer)));
             let slot = alloc_slot();
             let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
@@ -293,7 +315,15 @@ impl Vm {
         }
         step.done("vCPUs");
 
-        let event_loop = EventLoop::start(subscribers)?;
+        let filters = match cfg.before_run.take() {
+            Some(f) => {
+                let f = f()?;
+                step.done("jail");
+                f
+            }
+            None => ThreadFilters::default(),
+        };
+        let event_loop = EventLoop::start(subscribers, filters.devices.clone())?;
         let pio = Arc::new(pio);
         let mmio = Arc::new(mmio);
         let ctl = Control::new();
@@ -308,6 +338,7 @@ impl Vm {
                 mmio.clone(),
                 ctl.clone(),
                 tx.clone(),
+                filters.vcpu.clone(),
             )?);
         }
         step.done("start vCPU threads");
@@ -424,40 +455,19 @@ impl Vm {
         self.ctl.cv.notify_all();
     }
 
-    /// Bytes of guest RAM resident on the host (from /proc/self/smaps).
-    pub fn guest_resident(&self) -> u64 {
+    /// Where guest RAM is mapped in this process: (start, end) addresses.
+    pub fn memory_ranges(&self) -> Vec<(u64, u64)> {
         use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
-        let ranges: Vec<(u64, u64)> = self
-            ._mem
+        self._mem
             .iter()
             .map(|r| (r.as_ptr() as u64, r.as_ptr() as u64 + r.len()))
-            .collect();
+            .collect()
+    }
+
+    /// Bytes of guest RAM resident on the host (from /proc/self/smaps).
+    pub fn guest_resident(&self) -> u64 {
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
-        let mut total = 0;
-        let mut inside = false;
-        for line in smaps.lines() {
-            if let Some((range, _)) = line.split_once(' ') {
-                if let Some((a, b)) = range.split_once('-') {
-                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
-                    {
-                        inside = ranges.iter().any(|(s, e)| a >= *s && b <= *e);
-                        continue;
-                    }
-                }
-            }
-            if inside {
-                if let Some(v) = line.strip_prefix("Rss:") {
-                    total += v
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<u64>()
-                        .unwrap_or(0)
-                        * 1024;
-                }
-            }
-        }
-        total
+        resident_in(&smaps, &self.memory_ranges())
     }
 
     pub fn vcpu_count(&self) -> usize {
@@ -474,8 +484,44 @@ impl Drop for Vm {
     }
 }
 
-fn create_vm() -> Result<(Kvm, VmFd), VmmError> {
-    let kvm = Kvm::new().map_err(|e| VmmError::NoKvm(e.to_string()))?;
+/// Resident bytes of the mappings inside `ranges`, from a process's smaps.
+pub fn resident_in(smaps: &str, ranges: &[(u64, u64)]) -> u64 {
+    let mut total = 0;
+    let mut inside = false;
+    for line in smaps.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((a, b)) = range.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    inside = ranges.iter().any(|(s, e)| a >= *s && b <= *e);
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(v) = line.strip_prefix("Rss:") {
+                total += v
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap_or(0)
+                    * 1024;
+            }
+        }
+    }
+    total
+}
+
+fn create_vm(dev: Option<std::fs::File>) -> Result<(Kvm, VmFd), VmmError> {
+    let kvm = match dev {
+        Some(f) => {
+            use std::os::fd::{FromRawFd, IntoRawFd};
+            // SAFETY: the descriptor is an open /dev/kvm whose ownership the File hands
+            // over; nothing else closes it.
+            unsafe { Kvm::from_raw_fd(f.into_raw_fd()) }
+        }
+        None => Kvm::new().map_err(|e| VmmError::NoKvm(e.to_string()))?,
+    };
     for (cap, name) in REQUIRED_CAPS {
         if !kvm.check_extension(*cap) {
             return Err(VmmError::MissingCap(name));

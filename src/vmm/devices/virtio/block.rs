@@ -65,6 +65,35 @@ impl Disk for File {
     }
 }
 
+/// A disk file whose size is read once, when the device is made: a guest cannot
+/// change it, and a jailed VMM's device thread has no stat(2).
+pub struct SizedFile {
+    file: File,
+    size: u64,
+}
+
+impl SizedFile {
+    pub fn new(file: File) -> SizedFile {
+        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        SizedFile { file, size }
+    }
+}
+
+impl Disk for SizedFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        Disk::read_at(&self.file, buf, offset)
+    }
+    fn write_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        Disk::write_at(&self.file, buf, offset)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Disk::flush(&self.file)
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
 /// Process one request chain; returns the bytes written into the guest's buffers.
 pub fn handle_request<D: Disk>(
     mem: &GuestMemoryMmap,
@@ -171,7 +200,7 @@ pub fn process_queue<D: Disk>(
 
 /// The block device.
 pub struct Block {
-    file: File,
+    disk: SizedFile,
     read_only: bool,
     id: String,
     capacity_sectors: u64,
@@ -180,9 +209,10 @@ pub struct Block {
 
 impl Block {
     pub fn new(file: File, read_only: bool, id: &str) -> Block {
-        let capacity_sectors = file.metadata().map(|m| m.len()).unwrap_or(0) / SECTOR_SIZE;
+        let disk = SizedFile::new(file);
+        let capacity_sectors = disk.size / SECTOR_SIZE;
         Block {
-            file,
+            disk,
             read_only,
             id: id.to_string(),
             capacity_sectors,
@@ -193,7 +223,7 @@ impl Block {
     /// The queue was notified: process it.
     pub fn process(&mut self) {
         if let Some((mem, q, irq)) = self.active.as_mut() {
-            match process_queue(q, mem, &self.file, self.read_only, self.id.as_bytes()) {
+            match process_queue(q, mem, &self.disk, self.read_only, self.id.as_bytes()) {
                 Ok(true) => irq.signal_used(),
                 Ok(false) => {}
                 Err(_) => irq.signal_used(),

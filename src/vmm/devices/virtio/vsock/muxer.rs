@@ -160,6 +160,12 @@ impl Muxer {
         })
     }
 
+    /// Guest-initiated connections go to `<base>_P` from now on (a jailed VMM sees
+    /// the socket directory under another path than the one it bound in).
+    pub fn connect_to(&mut self, base: PathBuf) {
+        self.base = base;
+    }
+
     fn header(&self, key: Key, op: u16, len: u32, flags: u32) -> Header {
         let (buf_alloc, fwd_cnt) = match self.conns.get(&key) {
             Some(c) => (BUF_ALLOC, c.fwd_cnt),

@@ -1,0 +1,226 @@
+//! The jailed VMM's seccomp filters, one per kind of thread, each allowing only what
+//! that thread's loop does once the VM runs (set-up happens before any filter):
+//!
+//! - a vCPU thread: `KVM_RUN`, writes to the console and to eventfds (interrupts),
+//!   futexes (pause/park), the signal that kicks it out of `KVM_RUN`;
+//! - the device thread: epoll, reads and writes of disks (positional), the TAP and
+//!   eventfds, and for vsock: accepting on its listener and connecting out (unix
+//!   sockets only) to the monitor's;
+//! - the control threads (the command loop and the reporter): the control socket,
+//!   kicking vCPUs, sleeping.
+//!
+//! Everything else traps: the handler prints the syscall number to the console log and
+//! the process exits, which the monitor reports as the VM's end. Filters are written in
+//! Docker's profile format and compiled with libseccomp, as containers' are.
+
+use crate::security::seccomp::{self, Arg, Profile, Rule};
+
+/// Which thread a filter is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Thread {
+    Vcpu,
+    Devices,
+    Control,
+}
+
+/// What every Rust thread needs to run at all: memory, locks, time, its own exit,
+/// returning from the kick signal, panicking.
+const RUNTIME: &[&str] = &[
+    "brk",
+    "mmap",
+    "munmap",
+    "mremap",
+    "mprotect",
+    "madvise",
+    "futex",
+    "sched_yield",
+    "clock_gettime",
+    "clock_nanosleep",
+    "nanosleep",
+    "getrandom",
+    "rt_sigreturn",
+    "rt_sigprocmask",
+    "sigaltstack",
+    "getpid",
+    "gettid",
+    "tgkill",
+    "close",
+    "exit",
+    "exit_group",
+    "write",
+    "writev",
+];
+
+const KVM_RUN: u64 = 0xae80;
+const FIONBIO: u64 = 0x5421;
+
+fn allow(names: &[&str]) -> Rule {
+    Rule {
+        names: names.iter().map(|s| s.to_string()).collect(),
+        action: "SCMP_ACT_ALLOW".into(),
+        ..Default::default()
+    }
+}
+
+fn ioctl(request: u64) -> Rule {
+    Rule {
+        args: vec![Arg {
+            index: 1,
+            value: request,
+            value_two: 0,
+            op: "SCMP_CMP_EQ".into(),
+        }],
+        ..allow(&["ioctl"])
+    }
+}
+
+/// The profile for `t`.
+pub fn profile(t: Thread) -> Profile {
+    let mut rules = vec![allow(RUNTIME)];
+    match t {
+        Thread::Vcpu => {
+            rules.push(ioctl(KVM_RUN));
+            rules.push(allow(&["read"]));
+        }
+        Thread::Devices => {
+            rules.push(allow(&[
+                "epoll_wait",
+                "epoll_pwait",
+                "epoll_ctl",
+                "read",
+                "readv",
+                "pread64",
+                "preadv",
+                "pwrite64",
+                "pwritev",
+                "fsync",
+                "fdatasync",
+                "lseek",
+                "accept4",
+                "connect",
+                "recvfrom",
+                "recvmsg",
+                "sendto",
+                "sendmsg",
+                "shutdown",
+                "getsockopt",
+                "fcntl",
+            ]));
+            rules.push(ioctl(FIONBIO));
+            // New sockets: unix streams only (the vsock muxer's connections out).
+            rules.push(Rule {
+                args: vec![Arg {
+                    index: 0,
+                    value: libc::AF_UNIX as u64,
+                    value_two: 0,
+                    op: "SCMP_CMP_EQ".into(),
+                }],
+                ..allow(&["socket"])
+            });
+        }
+        Thread::Control => {
+            rules.push(allow(&[
+                "read",
+                "recvfrom",
+                "recvmsg",
+                "sendto",
+                "sendmsg",
+                "poll",
+                "ppoll",
+                "shutdown",
+                "getrusage",
+                "mincore",
+            ]));
+        }
+    }
+    Profile {
+        default_action: "SCMP_ACT_TRAP".into(),
+        arch_map: Vec::new(),
+        syscalls: rules,
+        ..Default::default()
+    }
+}
+
+/// `t`'s filter as a seccomp-BPF program (libseccomp; compiled before the jail, which
+/// has no room for libseccomp's temporary file).
+pub fn compile(t: Thread) -> Result<Vec<u8>, seccomp::SeccompError> {
+    seccomp::compile(&profile(t), 0)
+}
+
+/// Install `prog` on the calling thread, after a SIGSYS handler that says which
+/// syscall a filter refused. A thread that cannot be confined does not run: the
+/// process ends.
+pub fn install(prog: &[u8]) {
+    install_sigsys_handler();
+    if let Err(e) = crate::launch::confine::install_seccomp(prog) {
+        eprintln!("twinbox-vmm: seccomp: {e}");
+        // SAFETY: ending the process; nothing to unwind.
+        unsafe { libc::_exit(125) };
+    }
+}
+
+/// Exit status of a VMM stopped by one of its filters.
+pub const SECCOMP_EXIT: i32 = 159;
+
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // siginfo's SIGSYS member: _call_addr (8 bytes) then _syscall (int), after the
+    // three ints and padding of the header (16 bytes).
+    // SAFETY: the kernel passes a valid siginfo for SIGSYS; offset 24 is _syscall.
+    let nr = unsafe { *(info as *const u8).add(24).cast::<i32>() };
+    let mut buf = *b"twinbox-vmm: a seccomp filter refused syscall           \n";
+    let mut n = nr.unsigned_abs();
+    let mut i = buf.len() - 2;
+    loop {
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+        i -= 1;
+    }
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; buf outlives the call.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), buf.len());
+        libc::_exit(SECCOMP_EXIT);
+    }
+}
+
+fn install_sigsys_handler() {
+    // SAFETY: a zeroed sigaction with a handler that only calls async-signal-safe
+    // functions; SA_SIGINFO for the syscall number.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigsys as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_thread_filter_compiles() {
+        for t in [Thread::Vcpu, Thread::Devices, Thread::Control] {
+            let prog = compile(t).unwrap();
+            assert!(!prog.is_empty() && prog.len().is_multiple_of(8), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn vcpus_may_not_open_files_or_make_sockets() {
+        let p = profile(Thread::Vcpu);
+        let names: Vec<&str> = p
+            .syscalls
+            .iter()
+            .flat_map(|r| r.names.iter().map(|s| s.as_str()))
+            .collect();
+        for forbidden in [
+            "open", "openat", "socket", "execve", "clone", "clone3", "ptrace",
+        ] {
+            assert!(!names.contains(&forbidden), "{forbidden}");
+        }
+        assert_eq!(p.default_action, "SCMP_ACT_TRAP");
+    }
+}

@@ -241,6 +241,7 @@ fn vm_create(c: &mut Criterion) {
                             gid: id.id,
                         },
                         cpus: None,
+                        parent: 0,
                     };
                     let console = std::fs::File::create("/dev/null").unwrap();
                     let t = std::time::Instant::now();

@@ -186,7 +186,7 @@ echo "stopped=$(twinbox inspect v1 | grep -m1 '"Status"' | tr -d ' ",' | cut -d:
 echo "logs-after-exit=$(twinbox logs v1 | grep -c tick)"
 twinbox exec v2 sh -c 'echo kept > /kept'
 twinbox restart -t 1 v2 >/dev/null
-echo "kept-after-restart=$(twinbox exec v2 cat /kept)"
+echo "kept-after-restart=$(twinbox exec v2 cat /kept 2>&1)"
 twinbox run -d --name v3 --isolation vm busybox sh -c 'sleep 2; echo late; exit 4' >/dev/null
 a=$(twinbox attach v3); echo "attach=$a code=$?"
 twinbox rm v1 v3 >/dev/null; twinbox rm -f v2 >/dev/null
@@ -225,7 +225,7 @@ twinbox run --rm --isolation vm busybox cat /tmp/f 2>/dev/null; echo "fresh=$?"
     assert_eq!(
         field(&out, "kept-after-restart"),
         "kept",
-        "the scratch disk survives a restart"
+        "the scratch disk survives a restart: {out}\n{err}"
     );
     assert_eq!(field(&out, "attach"), "late code=4");
     assert_eq!(field(&out, "afterrm"), "0 0 0", "rm leaves nothing");
@@ -557,6 +557,7 @@ echo "root=$(ls -A /proc/$pid/root | tr '\n' ' ')"
 echo "rootmount=$(awk '$5=="/"{print $6}' /proc/$pid/mountinfo)"
 echo "hostroot=$([ "$(stat -L -c %d:%i /proc/$pid/root)" = "$(stat -c %d:%i /)" ] && echo same || echo other)"
 echo "mntns=$([ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] && echo host || echo own)"
+echo "netns=$([ "$(readlink /proc/$pid/ns/net)" = "$(readlink /proc/self/ns/net)" ] && echo host || echo own)"
 cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup)
 echo "cgroup=$cg mem=$(cat /sys/fs/cgroup$cg/memory.max) pids=$(cat /sys/fs/cgroup$cg/pids.max)"
 echo "otheruid=$(sed -n 's/^Uid:\t\([0-9]*\).*/\1/p' /proc/$(vmm other)/status) pinuid=$(sed -n 's/^Uid:\t\([0-9]*\).*/\1/p' /proc/$pid/status)"
@@ -622,6 +623,11 @@ echo "bad=$(twinbox run --rm --network none --cpuset-cpus 2 --isolation vm busyb
     }
     assert_eq!(field(&out, "hostroot"), "other");
     assert_eq!(field(&out, "mntns"), "own");
+    assert_eq!(
+        field(&out, "netns"),
+        "own",
+        "no reach to the host's abstract sockets"
+    );
     let cg = field(&out, "cgroup");
     assert!(cg.starts_with("/twinbox/"), "{cg}");
     let mem: u64 = cg

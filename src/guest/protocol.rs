@@ -151,6 +151,26 @@ pub fn parse_json<T: for<'de> Deserialize<'de>>(p: &[u8]) -> io::Result<T> {
     serde_json::from_slice(p).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Fuzz entry point (`fuzz/fuzz_targets/agent_frames.rs`, `tests/fuzz_corpus.rs`): the
+/// host reads any bytes an agent sends as frames and messages, as the monitor's
+/// dispatcher does, and either gets them or an error — never a panic, never a payload
+/// beyond `MAX_FRAME`.
+#[doc(hidden)]
+pub fn fuzz_frames(data: &[u8]) {
+    let mut r = data;
+    for _ in 0..4096 {
+        match read_frame(&mut r) {
+            Ok(Some((kind, _stream, payload))) => {
+                assert!(payload.len() <= MAX_FRAME);
+                if kind == Kind::Json {
+                    let _ = parse_json::<AgentMsg>(&payload);
+                }
+            }
+            _ => break,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

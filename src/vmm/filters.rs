@@ -9,7 +9,9 @@
 //! - the control threads (the command loop and the reporter): the control socket,
 //!   kicking vCPUs, sleeping.
 //!
-//! Everything else traps: the handler prints the syscall number to the console log and
+//! Threads share memory and descriptors, so what a compromised thread can do is the
+//! union of the filters, not its own; the filters keep that union small. Everything
+//! else traps: the handler prints the syscall number to the console log and
 //! the process exits, which the monitor reports as the VM's end. Filters are written in
 //! Docker's profile format and compiled with libseccomp, as containers' are.
 
@@ -27,10 +29,8 @@ pub enum Thread {
 /// returning from the kick signal, panicking.
 const RUNTIME: &[&str] = &[
     "brk",
-    "mmap",
     "munmap",
     "mremap",
-    "mprotect",
     "madvise",
     "futex",
     "sched_yield",
@@ -62,6 +62,25 @@ fn allow(names: &[&str]) -> Rule {
     }
 }
 
+fn arg(index: u32, op: &str, value: u64, value_two: u64) -> Arg {
+    Arg {
+        index,
+        value,
+        value_two,
+        op: op.into(),
+    }
+}
+
+/// Memory may be mapped and protected, never executable: nothing needs new code once
+/// the VM runs, and an exploit would.
+fn no_exec() -> Vec<Rule> {
+    let prot = |name: &str| Rule {
+        args: vec![arg(2, "SCMP_CMP_MASKED_EQ", libc::PROT_EXEC as u64, 0)],
+        ..allow(&[name])
+    };
+    vec![prot("mmap"), prot("mprotect")]
+}
+
 fn ioctl(request: u64) -> Rule {
     Rule {
         args: vec![Arg {
@@ -77,6 +96,7 @@ fn ioctl(request: u64) -> Rule {
 /// The profile for `t`.
 pub fn profile(t: Thread) -> Profile {
     let mut rules = vec![allow(RUNTIME)];
+    rules.extend(no_exec());
     match t {
         Thread::Vcpu => {
             rules.push(ioctl(KVM_RUN));
@@ -99,32 +119,54 @@ pub fn profile(t: Thread) -> Profile {
                 "accept4",
                 "connect",
                 "recvfrom",
-                "recvmsg",
+                // std writes to sockets with send(MSG_NOSIGNAL): sendto(2) without an
+                // address on a connected stream; descriptors cannot travel that way.
                 "sendto",
-                "sendmsg",
                 "shutdown",
                 "getsockopt",
-                "fcntl",
             ]));
             rules.push(ioctl(FIONBIO));
-            // New sockets: unix streams only (the vsock muxer's connections out).
+            // New sockets: unix streams only (the vsock muxer's connections out; the
+            // VMM's own network namespace has no abstract sockets of the host's).
             rules.push(Rule {
-                args: vec![Arg {
-                    index: 0,
-                    value: libc::AF_UNIX as u64,
-                    value_two: 0,
-                    op: "SCMP_CMP_EQ".into(),
-                }],
+                args: vec![
+                    arg(0, "SCMP_CMP_EQ", libc::AF_UNIX as u64, 0),
+                    arg(
+                        1,
+                        "SCMP_CMP_EQ",
+                        (libc::SOCK_STREAM | libc::SOCK_CLOEXEC) as u64,
+                        0,
+                    ),
+                ],
                 ..allow(&["socket"])
             });
+            // The muxer's read timeout on a host-initiated connection's first line.
+            rules.push(Rule {
+                args: vec![
+                    arg(1, "SCMP_CMP_EQ", libc::SOL_SOCKET as u64, 0),
+                    arg(2, "SCMP_CMP_EQ", libc::SO_RCVTIMEO as u64, 0),
+                ],
+                ..allow(&["setsockopt"])
+            });
+            // Duplicating (try_clone) and flags, nothing else of fcntl.
+            for cmd in [
+                libc::F_DUPFD_CLOEXEC,
+                libc::F_GETFD,
+                libc::F_SETFD,
+                libc::F_GETFL,
+                libc::F_SETFL,
+            ] {
+                rules.push(Rule {
+                    args: vec![arg(1, "SCMP_CMP_EQ", cmd as u64, 0)],
+                    ..allow(&["fcntl"])
+                });
+            }
         }
         Thread::Control => {
             rules.push(allow(&[
                 "read",
                 "recvfrom",
-                "recvmsg",
                 "sendto",
-                "sendmsg",
                 "poll",
                 "ppoll",
                 "shutdown",
@@ -222,5 +264,20 @@ mod tests {
             assert!(!names.contains(&forbidden), "{forbidden}");
         }
         assert_eq!(p.default_action, "SCMP_ACT_TRAP");
+        // Nobody may pass descriptors on or map code.
+        for t in [Thread::Vcpu, Thread::Devices, Thread::Control] {
+            for r in &profile(t).syscalls {
+                for n in &r.names {
+                    assert!(
+                        !["sendmsg", "recvmsg"].contains(&n.as_str()),
+                        "{t:?} {n}"
+                    );
+                    if n == "mmap" || n == "mprotect" {
+                        assert_eq!(r.args.len(), 1, "{t:?} {n} is conditional");
+                        assert_eq!(r.args[0].value, libc::PROT_EXEC as u64);
+                    }
+                }
+            }
+        }
     }
 }

@@ -54,6 +54,11 @@ impl JailId {
         let mut slot = start;
         let mut tried = 0;
         while tried < ID_COUNT {
+            if !unclaimed(ID_BASE + slot) {
+                slot = (slot + 1) % ID_COUNT;
+                tried += 1;
+                continue;
+            }
             let path = dir.join(format!("vmm-{slot}.lock"));
             let f = std::fs::OpenOptions::new()
                 .create(true)
@@ -86,6 +91,38 @@ impl JailId {
     }
 }
 
+/// An id no account, group (NSS: files, sssd, LDAP…) or subordinate range has: a VMM
+/// sharing a user's uid could signal that user's processes.
+fn unclaimed(id: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    // A lookup that fails (no passwd database at all) names nobody.
+    if matches!(User::from_uid(Uid::from_raw(id)), Ok(Some(_))) {
+        return false;
+    }
+    if matches!(Group::from_gid(Gid::from_raw(id)), Ok(Some(_))) {
+        return false;
+    }
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        for l in text.lines() {
+            let mut p = l.split(':').skip(1);
+            if let (Some(Ok(start)), Some(Ok(n))) = (
+                p.next().map(|s| s.trim().parse::<u64>()),
+                p.next().map(|s| s.trim().parse::<u64>()),
+            ) {
+                if (start..start + n).contains(&u64::from(id)) {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
+
+/// Where VMM identities are held, for every twinbox on the host whatever its state
+/// and run roots (two installs must not hand out one uid).
+pub const SLOTS_DIR: &str = "/run/twinbox-vmm-ids";
+
 impl Drop for JailId {
     fn drop(&mut self) {
         // Removed while still locked: a new holder re-checks the file it locked.
@@ -106,12 +143,25 @@ pub fn prepare_dir(dir: &Path, id: u32) -> Result<(), VmmError> {
 /// Enter the jail. The calling process must be single-threaded: a mount namespace,
 /// a root and credentials are per thread until threads share them by being created
 /// afterwards.
-pub fn enter(j: &JailSpec) -> Result<(), VmmError> {
+pub fn enter(j: &JailSpec, parent: i32) -> Result<(), VmmError> {
     let cap_last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40);
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(jail_err("unshare"))?;
+    // unshare(2) in a multi-threaded process moves only the calling thread: refuse.
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if threads != 1 {
+        return Err(VmmError::Jail(format!(
+            "the VMM has {threads} threads before its jail; it must have one"
+        )));
+    }
+    // A network namespace of its own too: the TAP stays usable (an open descriptor),
+    // and the host's abstract unix sockets (per network namespace, not per mount
+    // namespace) are out of reach.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(jail_err("unshare"))?;
     mount(
         None::<&str>,
         "/",
@@ -173,8 +223,12 @@ pub fn enter(j: &JailSpec) -> Result<(), VmmError> {
             )));
         }
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-        // A credential change clears the parent-death signal: set it again.
+        // A credential change clears the parent-death signal: set it again, then make
+        // sure the monitor did not die before it was set.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        return Err(VmmError::Jail("the monitor is gone".into()));
     }
     Ok(())
 }
@@ -182,6 +236,12 @@ pub fn enter(j: &JailSpec) -> Result<(), VmmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_of_accounts_and_subordinate_ranges_are_skipped() {
+        assert!(!unclaimed(0), "root is an account");
+        assert!(unclaimed(ID_BASE + 12345) || std::path::Path::new("/etc/subuid").exists());
+    }
 
     #[test]
     fn identities_are_unique_while_held_and_their_files_go_with_them() {

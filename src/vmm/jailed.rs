@@ -117,6 +117,7 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
         open: Some(unsafe { File::from_raw_fd(TAP_FD) }),
     });
     let jail = s.jail.clone();
+    let parent = s.parent;
     Vm::start(VmConfig {
         kernel: s.kernel,
         initrd: s.initrd,
@@ -137,7 +138,7 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
         // File owns it.
         kvm: Some(unsafe { File::from_raw_fd(KVM_FD) }),
         before_run: Some(Box::new(move || {
-            jail::enter(&jail)?;
+            jail::enter(&jail, parent)?;
             Ok(thread_filters)
         })),
     })

@@ -29,6 +29,9 @@ pub(crate) const CONTROL_FD: RawFd = 3;
 pub(crate) const CONSOLE_FD: RawFd = 4;
 pub(crate) const TAP_FD: RawFd = 5;
 pub(crate) const KVM_FD: RawFd = 6;
+/// The longest control line the monitor reads from a VMM (a compromised VMM could
+/// otherwise make it buffer without end).
+const MAX_LINE: u64 = 64 << 10;
 /// How long building the VM may take before the monitor gives up on it.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -49,6 +52,9 @@ pub struct Setup {
     pub jail: JailSpec,
     /// CPUs every VMM thread runs on (--cpuset-cpus).
     pub cpus: Option<Vec<usize>>,
+    /// The monitor's pid (filled in by `spawn`): the VMM ends if its parent is not that.
+    #[serde(default)]
+    pub parent: i32,
 }
 
 /// The vsock socket prefix inside a jail directory.
@@ -86,6 +92,16 @@ pub(crate) enum FromVmm {
         max_rss: u64,
         resident: u64,
     },
+}
+
+/// One line from a VMM, at most `MAX_LINE` bytes: None at the end, or for a longer one.
+fn read_line(r: &mut BufReader<UnixStream>, line: &mut String) -> Option<()> {
+    use std::io::Read;
+    line.clear();
+    match r.by_ref().take(MAX_LINE).read_line(line) {
+        Ok(n) if n > 0 && line.ends_with('\n') => Some(()),
+        _ => None,
+    }
 }
 
 pub(crate) fn send<T: Serialize>(w: &mut impl Write, m: &T) -> std::io::Result<()> {
@@ -171,7 +187,9 @@ impl VmProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
-        // SAFETY: between fork and exec only async-signal-safe calls: dup2, prctl.
+        let parent = std::process::id() as i32;
+        // SAFETY: between fork and exec only async-signal-safe calls: dup2, prctl,
+        // getppid.
         unsafe {
             cmd.pre_exec(move || {
                 let targets = [CONTROL_FD, CONSOLE_FD, TAP_FD, KVM_FD];
@@ -183,6 +201,9 @@ impl VmProcess {
                     }
                 }
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("the monitor is gone"));
+                }
                 Ok(())
             });
         }
@@ -203,6 +224,8 @@ impl VmProcess {
             return Err(e);
         }
         let vcpus = usize::from(setup.vcpus);
+        let mut setup = setup;
+        setup.parent = std::process::id() as i32;
         let mut w = ours.try_clone()?;
         if let Err(e) = send(&mut w, &ToVmm::Setup(Box::new(setup))) {
             kill(&mut child);
@@ -211,10 +234,7 @@ impl VmProcess {
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
         let mut reader = BufReader::new(ours.try_clone()?);
         let mut line = String::new();
-        let first = reader
-            .read_line(&mut line)
-            .ok()
-            .filter(|n| *n > 0)
+        let first = read_line(&mut reader, &mut line)
             .and_then(|_| serde_json::from_str::<FromVmm>(&line).ok());
         let (steps, setup_ns, ranges) = match first {
             Some(FromVmm::Started {
@@ -353,8 +373,15 @@ impl VmProcess {
     /// Bytes of guest RAM resident on the host (the VMM's smaps; at the end, as the
     /// VMM counted them).
     pub fn guest_resident(&self) -> u64 {
-        if let Some((_, r)) = self.shared.lock().last {
-            return r;
+        {
+            let g = self.shared.lock();
+            if let Some((_, r)) = g.last {
+                return r;
+            }
+            if g.exited {
+                // Its pid may be another process's now.
+                return 0;
+            }
         }
         let smaps =
             std::fs::read_to_string(format!("/proc/{}/smaps", self.pid)).unwrap_or_default();
@@ -367,8 +394,14 @@ impl VmProcess {
 
     /// The VMM's peak RSS (as it reported at the end; while it runs, from /proc).
     pub fn max_rss(&self) -> u64 {
-        if let Some((m, _)) = self.shared.lock().last {
-            return m;
+        {
+            let g = self.shared.lock();
+            if let Some((m, _)) = g.last {
+                return m;
+            }
+            if g.exited {
+                return 0;
+            }
         }
         std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .ok()
@@ -380,13 +413,9 @@ impl VmProcess {
             .map_or(0, |kb| kb * 1024)
     }
 
-    /// Power the VM off and wait (bounded) until the VMM process is gone.
-    pub fn stop(&self) {
-        self.power_off();
-        if self.wait(Some(Duration::from_secs(5))).is_none() {
-            self.kill();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
+    /// Wait up to `t` for the VMM process to be reaped; whether it was.
+    fn reaped_within(&self, t: Duration) -> bool {
+        let deadline = Instant::now() + t;
         let mut g = self.shared.lock();
         while !g.exited && Instant::now() < deadline {
             g = self
@@ -396,9 +425,29 @@ impl VmProcess {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        if g.exited {
-            drop(self.id.lock().unwrap_or_else(|e| e.into_inner()).take());
+        g.exited
+    }
+
+    /// Power the VM off and make sure the VMM process is gone: whatever it reported,
+    /// one that has not exited after the grace period is killed. Its identity is let
+    /// go only once it is reaped (a VMM that outlived us keeps its uid to itself).
+    pub fn stop(&self) {
+        self.power_off();
+        let _ = self.wait(Some(Duration::from_secs(5)));
+        if !self.reaped_within(Duration::from_secs(3)) {
+            self.kill();
         }
+        let mut id = self.id.lock().unwrap_or_else(|e| e.into_inner());
+        if self.reaped_within(Duration::from_secs(5)) {
+            drop(id.take());
+        } else if let Some(held) = id.take() {
+            std::mem::forget(held);
+        }
+    }
+
+    /// Whether the VMM process has exited (and been reaped).
+    pub fn exited(&self) -> bool {
+        self.shared.lock().exited
     }
 }
 
@@ -430,10 +479,11 @@ fn listen(
 ) {
     let mut line = String::new();
     loop {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        if read_line(&mut reader, &mut line).is_none() {
+            // The end, or a line no VMM writes: either way it is done.
+            // SAFETY: kill(2) on our child, which only this thread reaps, below.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            break;
         }
         match serde_json::from_str::<FromVmm>(&line) {
             Ok(FromVmm::Agent { after_ns }) => {
@@ -449,6 +499,13 @@ fn listen(
                 max_rss,
                 resident,
             }) => {
+                // Words from a VMM a guest may control: kept short and printable.
+                let end = match end {
+                    VmEnd::Crashed(s) => {
+                        VmEnd::Crashed(s.chars().take(200).flat_map(char::escape_default).collect())
+                    }
+                    other => other,
+                };
                 let mut g = shared.lock();
                 g.end.get_or_insert(end);
                 g.last = Some((max_rss, resident));

@@ -305,7 +305,7 @@ impl VmSandbox {
         // The VMM's jail: its own identity and an empty directory that will hold only
         // the vsock sockets (the listeners here are the monitor's, connectable by it).
         let jail_err = |e: VmmError| SandboxError::Other(crate::util::error_chain(&e));
-        let slots = cfg.run_dir.parent().unwrap_or(&cfg.run_dir);
+        let slots = std::path::Path::new(jail::SLOTS_DIR);
         let jail_id = JailId::allocate(slots, &cfg.id).map_err(jail_err)?;
         let jail_dir = cfg.run_dir.join("vmm");
         jail::prepare_dir(&jail_dir, jail_id.id).map_err(jail_err)?;
@@ -389,6 +389,7 @@ impl VmSandbox {
                 gid: jail_id.id,
             },
             cpus: cpus.map(|c| c.into_iter().collect()),
+            parent: 0,
         };
         let cgroup = VmmCgroup(cgroup);
         let exe = std::path::Path::new("/proc/self/exe");
@@ -754,6 +755,9 @@ impl Sandbox for VmSandbox {
 
     fn stats(&self) -> Result<SandboxStats, SandboxError> {
         // Host view: the VMM process is what the microVM costs the host.
+        if self.vm.exited() {
+            return Err(SandboxError::Other("the VMM has exited".into()));
+        }
         let me = self.vm.pid();
         let stat = std::fs::read_to_string(format!("/proc/{me}/stat"))?;
         let st = crate::util::proc::parse_stat(&stat)

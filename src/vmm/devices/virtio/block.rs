@@ -185,13 +185,18 @@ pub fn process_queue<D: Disk>(
     let mut used_any = false;
     loop {
         q.disable_notification(mem)?;
+        let mut popped = false;
         while let Some(chain) = q.pop_descriptor_chain(mem) {
             let head = chain.head_index();
             let len = handle_request(mem, chain, disk, read_only, id)?;
             q.add_used(mem, head, len)?;
             used_any = true;
+            popped = true;
         }
-        if !q.enable_notification(mem)? {
+        // More is said to be available but nothing could be taken: the guest's ring
+        // is broken (an index more than a queue ahead). Stop rather than spin; the
+        // guest's next notification tries again.
+        if !q.enable_notification(mem)? || !popped {
             break;
         }
     }

@@ -5,6 +5,8 @@
 //! the event loop), and pure queue logic that unit tests drive with mock queues.
 
 pub mod block;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mmio;
 pub mod net;
 pub mod vsock;

@@ -19,7 +19,7 @@ const TX: usize = 1;
 const F_MAC: u64 = 1 << 5;
 /// The virtio-net header with VERSION_1 (12 bytes).
 pub const VNET_HDR_LEN: usize = 12;
-const MAX_FRAME: usize = 65562;
+pub(crate) const MAX_FRAME: usize = 65562;
 
 #[repr(C)]
 #[derive(Clone, Copy, Default, Debug)]

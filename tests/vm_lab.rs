@@ -440,6 +440,7 @@ twinbox commit -c 'CMD ["cat", "/root/f"]' v1 vmmade:1 >/dev/null
 echo "proc=$(twinbox run --rm --network none vmmade:1)"
 echo "vm=$(twinbox run --rm --network none --isolation vm vmmade:1)"
 echo "gone=$(twinbox run --rm --network none --isolation vm vmmade:1 sh -c '[ -e /etc/group ] && echo present || echo absent')"
+echo "exported=$(twinbox export v1 | tar -t | grep -E -c '^(\./)?(root/f|bin/busybox)$') $(twinbox export v1 | tar -t | grep -E -c '^(\./)?etc/group$')"
 twinbox save --format oci-archive -o /tmp/v.tar vmmade:1
 twinbox rm v1 >/dev/null
 twinbox rmi vmmade:1 >/dev/null
@@ -455,6 +456,11 @@ echo "loaded=$(twinbox run --rm --network none --isolation vm vmmade:1)"
         "the deletion inside the VM was committed"
     );
     assert_eq!(field(&out, "loaded"), "from-vm", "{out}");
+    assert_eq!(
+        field(&out, "exported"),
+        "2 0",
+        "export of a stopped microVM: its file and the image's, not what it deleted: {out}\n{err}"
+    );
 }
 
 #[test]

@@ -114,13 +114,7 @@ fn skipped(name: &str, why: &str) -> Series {
     }
 }
 
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_string_lossy()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-}
+pub use crate::util::fs::which;
 
 /// Run a command `runs` times (after a warm-up), wall time per run in ms.
 fn time_runs(runs: usize, mut make: impl FnMut(usize) -> Command) -> Result<Vec<f64>, String> {

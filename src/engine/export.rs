@@ -120,13 +120,18 @@ impl Engine {
             }
             None => dir.join("upper"),
         };
+        // tar by its path: a shell may prefer a built-in applet to PATH (busybox's ash
+        // does), and busybox's tar knows neither --numeric-owner nor --xattrs.
+        let tar = crate::util::fs::which("tar")
+            .ok_or_else(|| EngineError::Invalid("export needs GNU tar: install tar".into()))?;
         // The upper dir serves as the top read-only layer: its whiteouts apply.
         let mut lowers = vec![q(&upper)];
         lowers.extend(rec.layers.iter().rev().map(|l| q(std::path::Path::new(l))));
         script += &format!(
-            "[ -d {up} ] || mkdir -p {up}\nmount -t overlay -o ro,lowerdir={} none {}\nexec tar --numeric-owner --xattrs -C {} -cf - .\n",
+            "[ -d {up} ] || mkdir -p {up}\nmount -t overlay -o ro,lowerdir={} none {}\nexec {} --numeric-owner --xattrs -C {} -cf - .\n",
             lowers.join(":").replace('\'', ""),
             q(&merged),
+            q(&tar),
             q(&merged),
             up = q(&upper),
         );

@@ -1,7 +1,7 @@
 //! What the lab's emulated machine (L1) is made of, collected from the host and Debian's
 //! packages, and cached: Debian's cloud kernel and its modules (kvm, kvm-amd, overlay,
-//! tun, bridge, veth, nftables, virtio-blk and their dependencies), busybox, and mkfs.ext4 and nft
-//! with their libraries.
+//! tun, bridge, veth, nftables, virtio-blk and their dependencies), busybox, and
+//! mkfs.ext4, nft and GNU tar with their libraries.
 
 use super::LabError;
 use std::collections::BTreeSet;

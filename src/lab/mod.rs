@@ -9,6 +9,7 @@
 mod assets;
 
 use crate::util::cpio::CpioWriter;
+use crate::util::fs::which;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -112,6 +113,23 @@ sync
 poweroff -f
 "#;
 
+/// `program` at `dest` in L1, with the libraries it loads at their own paths.
+fn add_program(
+    files: &mut Vec<(PathBuf, String)>,
+    program: &Path,
+    dest: &str,
+) -> Result<(), LabError> {
+    for f in assets::program_with_libs(program)? {
+        let d = if f == program {
+            dest.to_string()
+        } else {
+            f.display().to_string().trim_start_matches('/').to_string()
+        };
+        files.push((f, d));
+    }
+    Ok(())
+}
+
 /// The part of L1's initramfs that rarely changes, cached by content.
 fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<PathBuf, LabError> {
     let l1 = assets::l1_kernel(cache)?;
@@ -123,37 +141,20 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
         .ok_or_else(|| LabError::Tool("mkfs.ext4 not found: install e2fsprogs".into()))?;
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     files.push((busybox.clone(), "bin/busybox".into()));
-    for f in assets::program_with_libs(&mkfs)? {
-        let dest = if f == mkfs {
-            "sbin/mkfs.ext4".to_string()
-        } else {
-            f.display().to_string().trim_start_matches('/').to_string()
-        };
-        files.push((f, dest));
-    }
+    add_program(&mut files, &mkfs, "sbin/mkfs.ext4")?;
     let nft =
         which("nft").ok_or_else(|| LabError::Tool("nft not found: install nftables".into()))?;
-    for f in assets::program_with_libs(&nft)? {
-        let dest = if f == nft {
-            "usr/sbin/nft".to_string()
-        } else {
-            f.display().to_string().trim_start_matches('/').to_string()
-        };
-        files.push((f, dest));
-    }
+    add_program(&mut files, &nft, "usr/sbin/nft")?;
+    // GNU tar, as on the hosts twinbox runs on: `export` writes numeric owners and
+    // xattrs, which busybox's tar cannot.
+    let tar = which("tar").ok_or_else(|| LabError::Tool("tar not found: install tar".into()))?;
+    add_program(&mut files, &tar, "bin/tar")?;
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
     // L1's own kernel is a bzImage: the VMM's bzImage path is tested with it.
     files.push((l1.vmlinuz.clone(), "lab/bzimage".into()));
     if with_qemu {
         let qemu = which("qemu-system-x86_64").ok_or(LabError::NoQemu)?;
-        for f in assets::program_with_libs(&qemu)? {
-            let dest = if f == qemu {
-                "usr/bin/qemu-system-x86_64".to_string()
-            } else {
-                f.display().to_string().trim_start_matches('/').to_string()
-            };
-            files.push((f, dest));
-        }
+        add_program(&mut files, &qemu, "usr/bin/qemu-system-x86_64")?;
         // qemu finds firmware in <bindir>/../share/qemu; -M microvm needs its BIOS and
         // -kernel with a vmlinux needs pvh.bin (both symlinks in Debian: copied as files).
         for fw in ["bios-microvm.bin", "pvh.bin"] {
@@ -423,14 +424,6 @@ fn disk_args(path: &Path, index: usize) -> Result<Vec<String>, LabError> {
         "-drive".into(),
         format!("file={file},format=raw,if=virtio,readonly=on,media=disk,index={index}"),
     ])
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_string_lossy()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
 }
 
 #[cfg(test)]

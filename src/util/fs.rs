@@ -170,6 +170,15 @@ pub fn disk_usage(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `name` as the shell would find it on PATH (the first that exists).
+pub fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

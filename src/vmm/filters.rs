@@ -268,10 +268,7 @@ mod tests {
         for t in [Thread::Vcpu, Thread::Devices, Thread::Control] {
             for r in &profile(t).syscalls {
                 for n in &r.names {
-                    assert!(
-                        !["sendmsg", "recvmsg"].contains(&n.as_str()),
-                        "{t:?} {n}"
-                    );
+                    assert!(!["sendmsg", "recvmsg"].contains(&n.as_str()), "{t:?} {n}");
                     if n == "mmap" || n == "mprotect" {
                         assert_eq!(r.args.len(), 1, "{t:?} {n} is conditional");
                         assert_eq!(r.args[0].value, libc::PROT_EXEC as u64);

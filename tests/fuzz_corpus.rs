@@ -129,16 +129,25 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
     d
 }
 
-fn cases(target: &str) -> Vec<(String, Vec<u8>)> {
-    let mut rng = Rng(0x7b1d_5eed_0000_0001);
+/// Every seed of `target` and `MUTANTS_PER_SEED` mutants of each by `mutator`.
+fn cases_by(
+    target: &str,
+    rng_seed: u64,
+    mutator: fn(&[u8], &mut Rng) -> Vec<u8>,
+) -> Vec<(String, Vec<u8>)> {
+    let mut rng = Rng(rng_seed);
     let mut out = Vec::new();
     for (name, seed) in seeds(target) {
         for i in 0..MUTANTS_PER_SEED {
-            out.push((format!("{name} mutant {i}"), mutate(&seed, &mut rng)));
+            out.push((format!("{name} mutant {i}"), mutator(&seed, &mut rng)));
         }
         out.push((name, seed));
     }
     out
+}
+
+fn cases(target: &str) -> Vec<(String, Vec<u8>)> {
+    cases_by(target, 0x7b1d_5eed_0000_0001, mutate)
 }
 
 fn listing(dir: &Path) -> Vec<PathBuf> {
@@ -260,15 +269,7 @@ fn mutate_fields(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
 }
 
 fn field_cases(target: &str) -> Vec<(String, Vec<u8>)> {
-    let mut rng = Rng(0x7b1d_5eed_0000_0002);
-    let mut out = Vec::new();
-    for (name, seed) in seeds(target) {
-        for i in 0..MUTANTS_PER_SEED {
-            out.push((format!("{name} mutant {i}"), mutate_fields(&seed, &mut rng)));
-        }
-        out.push((name, seed));
-    }
-    out
+    cases_by(target, 0x7b1d_5eed_0000_0002, mutate_fields)
 }
 
 /// Every case of `target` through `f`; a panic names the case (its bytes are printed

@@ -63,13 +63,6 @@ fn layers(c: &mut Criterion) {
             BatchSize::PerIteration,
         )
     });
-    let ext4 = store.ext4_path(&img);
-    c.bench_function("ext4 image build: busybox rootfs (mkfs.ext4 -d)", |b| {
-        b.iter(|| {
-            let _ = std::fs::remove_file(&ext4);
-            black_box(twinbox::image::ext4::rootfs_image(&store, &img).unwrap())
-        })
-    });
 }
 
 fn virtqueue(c: &mut Criterion) {
@@ -197,6 +190,7 @@ fn vm_create(c: &mut Criterion) {
                     mem_bytes: 256 << 20,
                     vcpus: 1,
                     disks: vec![],
+                    shares: vec![],
                     net: None,
                     vsock: None,
                     console: Box::new(std::io::sink()),
@@ -232,6 +226,7 @@ fn vm_create(c: &mut Criterion) {
                         mem_bytes: 256 << 20,
                         vcpus: 1,
                         disks: vec![],
+                        shares: vec![],
                         net_mac: None,
                         vsock_cid: None,
                         quiet: true,
@@ -251,6 +246,7 @@ fn vm_create(c: &mut Criterion) {
                         id,
                         console,
                         None,
+                        Vec::new(),
                         &|_| Ok(()),
                     )
                     .unwrap();

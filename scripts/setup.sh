@@ -10,11 +10,12 @@ export DEBIAN_FRONTEND=noninteractive
 # terminal tests; iproute2 + nftables: networks (bridges, NAT, published ports);
 # docker-registry + apache2-utils (htpasswd): the registry tests; debootstrap: the Debian
 # image test; podman: the interoperability test; zstd: a zstd layer for the tests;
-# qemu-system-x86 + kmod: the lab; libseccomp-dev: the seccomp filters (linked statically);
+# qemu-system-x86 + kmod: the lab; libseccomp-dev: the seccomp filters (linked statically)
+# and, with libcap-ng-dev, virtiofsd (the virtio-fs back end of microVM volumes);
 # gcc + libc6-dev also build the escape suite's hostile helpers; the rest builds twinbox
 # and the kernel.
 want=(busybox-static util-linux e2fsprogs iproute2 nftables docker-registry apache2-utils debootstrap podman zstd
-      gcc libc6-dev libseccomp-dev ca-certificates curl
+      gcc libc6-dev libseccomp-dev libcap-ng-dev ca-certificates curl
       qemu-system-x86 kmod xz-utils make bc bison flex libelf-dev linux-source-6.1)
 missing=()
 for p in "${want[@]}"; do
@@ -64,6 +65,8 @@ fi
 
 echo "setup: building twinbox (release)"
 cargo build --release --quiet
+echo "setup: virtiofsd"
+scripts/virtiofsd.sh >/dev/null
 echo "setup: guest kernel"
 kernel-config/build.sh >/dev/null
 echo "setup: done: target/x86_64-unknown-linux-gnu/release/twinbox"

@@ -17,19 +17,20 @@ pub fn sentence(step: &str) -> &'static str {
         "hostname+network" => "the container's hostname is set and its loopback interface brought up",
         "exec" => "the process drops to the container's user and capabilities, sets no_new_privs, and execve()s the workload",
         // vm isolation
-        "vm disks" => "the image becomes a read-only ext4 disk (cached per image) and the container gets its own sparse scratch disk",
+        "vm files" => "the guest kernel and the agent's initramfs are found (built once, cached by content); no disk image is made: the root is the image's overlay, shared",
+        "virtiofsd" => "one virtiofsd per shared directory starts (the root: the same overlay a process container gets, mounted for it alone; then each volume), sandboxed in its own namespaces with seccomp; the guest reaches the host's files only through it, over virtio-fs",
         "VMM process" => "the VMM starts as a process of its own (the monitor keeps logs, DNS and records) and compiles a seccomp filter for each kind of thread it will run",
         "KVM_CREATE_VM" => "KVM_CREATE_VM: the kernel creates an empty virtual machine, with an interrupt controller and a timer",
         "guest memory" => "guest RAM is mapped into the VMM and registered with KVM: the guest will see it as its physical memory",
         "kernel load" => "the guest's own Linux kernel (vmlinux) is loaded into guest memory, entered through its PVH entry point",
-        "devices" => "virtual devices are placed on the buses: serial console, two virtio-blk disks, a virtio-vsock socket",
+        "devices" => "virtual devices are placed on the buses: serial console, a virtio-fs device per share (guest RAM is a memfd its virtiofsd maps), a virtio-net NIC, a virtio-vsock socket",
         "boot parameters" => "the kernel command line, the memory map and the MP table (the guest's CPUs) are written for the kernel to read",
         "vCPUs" => "virtual CPUs are created and given registers, CPUID and MSRs for the kernel's entry point",
         "jail" => "the VM built, the VMM pivots into an empty directory and becomes an unprivileged uid with no capabilities and no_new_privs: a guest that breaks a device finds nothing to use",
         "start vCPU threads" => "one host thread per vCPU enters KVM_RUN: the guest starts executing",
         "boot to agent" => "the guest kernel boots (memory, CPUs, devices, drivers) until its first process, the twinbox agent, runs",
         "agent connect" => "the agent mounts its filesystems and calls the host over vsock",
-        "start workload" => "the agent builds the container root from the two disks and starts the workload as PID 1 of its own namespace",
+        "start workload" => "the agent mounts the root and the volumes over virtio-fs and starts the workload as PID 1 of its own namespace",
         _ => "",
     }
 }
@@ -66,7 +67,8 @@ mod tests {
             "agent connect",
             "start workload",
             "image",
-            "vm disks",
+            "vm files",
+            "virtiofsd",
         ] {
             assert!(!super::sentence(s).is_empty(), "{s}");
         }

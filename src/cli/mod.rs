@@ -128,18 +128,19 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Run twinbox in an emulated machine with AMD-V (for hosts whose KVM cannot run a standard guest)
     Lab(lab::LabArgs),
+    /// (internal) mount a stopped container's root privately and copy PATH out of it
+    /// (a tar on stdout) or, with --into, into it (a tar on stdin)
+    #[command(hide = true)]
+    CpRoot {
+        dir: std::path::PathBuf,
+        overlay: String,
+        path: String,
+        #[arg(long)]
+        into: bool,
+    },
     /// (debug) boot a kernel in a bare microVM; the serial console goes to stderr
     #[command(hide = true)]
     VmBoot(vm::VmBootArgs),
-    /// (internal) pack an overlay upper directory as an OCI layer onto stdout
-    #[command(hide = true)]
-    PackUpper { dir: std::path::PathBuf },
-    /// (internal) copy a tree (owners, modes, links, times) into a new directory
-    #[command(hide = true)]
-    CopyTree {
-        src: std::path::PathBuf,
-        dst: std::path::PathBuf,
-    },
     /// Create a new image from a container's changes
     Commit(image::CommitArgs),
     /// Download an image from a registry
@@ -212,17 +213,14 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
     let command = cli.command;
     let command = match command {
         Command::VmBoot(a) => return vm::vm_boot(a),
-        Command::CopyTree { src, dst } => {
-            crate::volume::vm::copy_tree_cmd(&src, &dst).map_err(|e| {
-                EngineError::Invalid(format!("copy {} to {}: {e}", src.display(), dst.display()))
-            })?;
-            return Ok(0);
-        }
-        Command::PackUpper { dir } => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            crate::image::diff::pack_upper(&dir, &mut out, None)
-                .and_then(|_| std::io::Write::flush(&mut out))
-                .map_err(|e| EngineError::Invalid(format!("{}: {e}", dir.display())))?;
+        Command::CpRoot {
+            dir,
+            overlay,
+            path,
+            into,
+        } => {
+            crate::engine::cp_root_helper(&dir, &overlay, &path, into)
+                .map_err(|e| EngineError::Invalid(crate::util::error_chain(&e)))?;
             return Ok(0);
         }
         Command::Lab(a) => return lab::lab(a),
@@ -325,7 +323,6 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         | Command::Monitor { .. }
         | Command::VmBoot(_)
         | Command::Lab(_)
-        | Command::PackUpper { .. }
-        | Command::CopyTree { .. } => Ok(0),
+        | Command::CpRoot { .. } => Ok(0),
     }
 }

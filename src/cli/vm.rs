@@ -64,6 +64,7 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         mem_bytes: a.mem << 20,
         vcpus: a.cpus,
         disks,
+        shares: vec![],
         net: a.tap.map(|tap| crate::vmm::VmNet {
             tap,
             mac: [0x02, 0x74, 0x62, 0x00, 0x00, 0x01],

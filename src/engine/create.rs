@@ -487,11 +487,11 @@ impl Engine {
             }
         }
         if isolation == Isolation::Vm
-            && crate::volume::vm::disk_mounts(&mounts).count() > crate::volume::vm::MAX_DISKS
+            && crate::volume::vm::shared_mounts(&mounts).count() > crate::volume::vm::MAX_SHARES
         {
             return Err(EngineError::Invalid(format!(
                 "a microVM takes at most {} volumes and bind mounts",
-                crate::volume::vm::MAX_DISKS
+                crate::volume::vm::MAX_SHARES
             )));
         }
         // Volumes last among the checks: they are the first thing made on disk.
@@ -574,8 +574,8 @@ impl Engine {
             self.write_etc_files(&rec)?;
             if isolation == Isolation::Vm {
                 let t = std::time::Instant::now();
-                let files = self.prepare_vm(&id, &image)?;
-                self.phase("vm disks", t.elapsed());
+                let files = self.prepare_vm()?;
+                self.phase("vm files", t.elapsed());
                 return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
             }
             Ok(rec)

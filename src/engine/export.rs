@@ -94,7 +94,8 @@ pub fn apply_change(cfg: &mut oci_spec::image::Config, change: &str) -> Result<(
 impl Engine {
     /// `export`: the container's merged filesystem (image layers + its changes) as a
     /// tar stream, assembled in a private mount namespace (nothing is mounted on the
-    /// host). A microVM's changes are read from its scratch disk, so it must be stopped.
+    /// host). Both models keep their changes in a host directory (a microVM writes
+    /// them through virtio-fs), so a running container exports as a stopped one.
     pub fn export(&self, container: &str, out: &mut dyn Write) -> Result<(), EngineError> {
         let rec = self.get(container)?;
         let dir = self.paths.container_dir(&rec.id);
@@ -103,23 +104,9 @@ impl Engine {
             .tempdir_in(self.images.tmp_dir())
             .map_err(io_err("temporary directory"))?;
         let merged = work.path().join("m");
-        let scratch = work.path().join("s");
         std::fs::create_dir_all(&merged).map_err(io_err("temporary directory"))?;
-        std::fs::create_dir_all(&scratch).map_err(io_err("temporary directory"))?;
         let mut script = String::from("set -e\n");
-        let upper = match &rec.vm {
-            Some(v) => {
-                if rec.is_active() {
-                    return Err(EngineError::Conflict(format!(
-                        "container {} is a running microVM: its disk is in use; stop it to export",
-                        rec.name
-                    )));
-                }
-                script += &format!("mount -o loop {} {}\n", q(&v.scratch), q(&scratch));
-                scratch.join("upper")
-            }
-            None => dir.join("upper"),
-        };
+        let upper = dir.join("upper");
         // tar by its path: a shell may prefer a built-in applet to PATH (busybox's ash
         // does), and busybox's tar knows neither --numeric-owner nor --xattrs.
         let tar = crate::util::fs::which("tar")
@@ -260,72 +247,16 @@ impl Engine {
         pause: bool,
         out: &mut dyn Write,
     ) -> Result<(), EngineError> {
-        match &rec.vm {
-            None => {
-                let upper = self.paths.container_dir(&rec.id).join("upper");
-                let running = rec.state.status == crate::state::Status::Running;
-                if running && pause {
-                    self.pause(&rec.id)?;
-                }
-                let r = crate::image::diff::pack_upper(&upper, out, rec.spec.security.userns);
-                if running && pause {
-                    self.unpause(&rec.id)?;
-                }
-                r.map_err(io_err(format!("cannot read the changes of {}", rec.name)))
-            }
-            Some(v) => {
-                if rec.is_active() {
-                    return Err(EngineError::Conflict(format!(
-                        "container {} is a running microVM: its disk is in use; stop it to commit",
-                        rec.name
-                    )));
-                }
-                // The scratch disk is mounted in a private mount namespace (read-write:
-                // the guest powers off without unmounting it, and the kernel replays its
-                // journal) and its upper directory packed by this very binary.
-                let work = tempfile::Builder::new()
-                    .prefix("commit")
-                    .tempdir_in(self.images.tmp_dir())
-                    .map_err(io_err("temporary directory"))?;
-                let me = std::env::current_exe().map_err(io_err("own executable"))?;
-                let script = format!(
-                    "set -e\nmount -o loop {} {}\n[ -d {up} ] || exit 0\nexec {} pack-upper {up}\n",
-                    q(&v.scratch),
-                    q(work.path()),
-                    q(&me),
-                    up = q(&work.path().join("upper")),
-                );
-                let mut child = Command::new("unshare")
-                    .args(["-m", "--propagation", "private", "sh", "-c", &script])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .map_err(io_err("unshare (util-linux)"))?;
-                let mut tar = child.stdout.take().expect("piped");
-                let copied = std::io::copy(&mut tar, out);
-                drop(tar);
-                let o = child
-                    .wait_with_output()
-                    .map_err(io_err("unshare (util-linux)"))?;
-                if !o.status.success() {
-                    return Err(EngineError::Invalid(format!(
-                        "cannot read the changes of {}: {}",
-                        rec.name,
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    )));
-                }
-                let copied =
-                    copied.map_err(io_err(format!("cannot read the changes of {}", rec.name)))?;
-                if copied == 0 {
-                    // Nothing was ever written: an empty layer.
-                    tar::Builder::new(out)
-                        .finish()
-                        .map_err(io_err("empty layer"))?;
-                }
-                Ok(())
-            }
+        let upper = self.paths.container_dir(&rec.id).join("upper");
+        let running = rec.state.status == crate::state::Status::Running;
+        if running && pause {
+            self.pause(&rec.id)?;
         }
+        let r = crate::image::diff::pack_upper(&upper, out, rec.spec.security.userns);
+        if running && pause {
+            self.unpause(&rec.id)?;
+        }
+        r.map_err(io_err(format!("cannot read the changes of {}", rec.name)))
     }
 
     /// `commit`: the container's changes become a new layer on top of its image; the

@@ -59,14 +59,11 @@ pub struct HistoryRow {
 pub type RmiReport = Vec<String>;
 
 impl Engine {
-    /// Unpacked layer dirs and ext4 images that containers use: never collected.
+    /// Unpacked layer dirs that containers use: never collected.
     fn images_in_use(&self) -> Result<std::collections::HashSet<std::path::PathBuf>, EngineError> {
         let mut s = std::collections::HashSet::new();
         for r in self.store.list()? {
             s.extend(r.layers.iter().map(std::path::PathBuf::from));
-            if let Some(v) = &r.vm {
-                s.insert(v.rootfs.clone());
-            }
         }
         Ok(s)
     }
@@ -306,10 +303,7 @@ impl Engine {
         let mut creclaim = 0;
         for r in &containers {
             let d = self.paths.container_dir(&r.id);
-            let mut s = crate::util::fs::disk_usage(&d.join("upper"));
-            if let Some(v) = &r.vm {
-                s += crate::util::fs::disk_usage(&v.scratch);
-            }
+            let s = crate::util::fs::disk_usage(&d.join("upper"));
             csize += s;
             if !r.is_active() {
                 creclaim += s;

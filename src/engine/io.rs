@@ -263,13 +263,29 @@ impl Engine {
         match (src, dst) {
             (CopyTarget::Container { container, path }, CopyTarget::Host(dest)) => {
                 let rec = self.require_copyable(container)?;
+                let dest = host_path(dest)?;
+                let top = crate::cptar::top_name(path);
+                let top = top.as_deref().or(Some("."));
+                let wrap = |e: std::io::Error| {
+                    EngineError::Invalid(format!(
+                        "copying {container}:{path}: {}",
+                        crate::monitor::error_chain(&e)
+                    ))
+                };
+                if rec.state.status != crate::state::Status::Running {
+                    let mut h = self.cp_helper(&rec, path, false)?;
+                    let mut r = h.child.stdout.take().expect("piped");
+                    let res = crate::cptar::extract(crate::cptar::Side::Host, &mut r, &dest, top);
+                    drop(r);
+                    self.cp_finish(&rec, path, h)?;
+                    return res.map_err(wrap);
+                }
                 let mut conn = client::connect(&self.paths.control_socket(&rec.id))?;
                 protocol::write_json_line(&mut conn, &Request::CopyOut { path: path.clone() })
                     .map_err(io_err("cannot request the copy"))?;
                 let mut reader = DataReader::new(conn);
-                crate::cptar::extract(crate::cptar::Side::Host, &mut reader, &host_path(dest)?, crate::cptar::top_name(path).as_deref().or(Some("."))).map_err(|e| {
-                    EngineError::Invalid(format!("copying {container}:{path}: {}", crate::monitor::error_chain(&e)))
-                })
+                crate::cptar::extract(crate::cptar::Side::Host, &mut reader, &dest, top)
+                    .map_err(wrap)
             }
             (CopyTarget::Host(source), CopyTarget::Container { container, path }) => {
                 if std::fs::symlink_metadata(source).is_err() {
@@ -279,6 +295,14 @@ impl Engine {
                     )));
                 }
                 let rec = self.require_copyable(container)?;
+                if rec.state.status != crate::state::Status::Running {
+                    let mut h = self.cp_helper(&rec, path, true)?;
+                    let mut w = h.child.stdin.take().expect("piped");
+                    let res = crate::cptar::pack(crate::cptar::Side::Host, &host_path(source)?, &mut w);
+                    drop(w);
+                    self.cp_finish(&rec, path, h)?;
+                    return res.map_err(io_err(format!("cannot read {}", source.display())));
+                }
                 let mut conn = client::connect(&self.paths.control_socket(&rec.id))?;
                 protocol::write_json_line(&mut conn, &Request::CopyIn { path: path.clone() })
                     .map_err(io_err("cannot request the copy"))?;
@@ -303,10 +327,12 @@ impl Engine {
         reference: &str,
     ) -> Result<crate::state::ContainerRecord, EngineError> {
         let rec = self.get(reference)?;
-        if rec.state.status != crate::state::Status::Running {
+        // Running: through its monitor; created or exited: through its root on the
+        // host (see cp_stopped); paused: its processes are frozen mid-write.
+        if rec.state.status == crate::state::Status::Paused {
             return Err(EngineError::Conflict(format!(
-                "container {} is {}: cp needs a running container",
-                rec.name, rec.state.status
+                "container {} is paused: unpause it to copy",
+                rec.name
             )));
         }
         Ok(rec)

@@ -186,7 +186,6 @@ impl Engine {
                 ))),
             };
         }
-        self.check_volume_sharing(&rec)?;
         let id = rec.id.clone();
         match mode {
             StartMode::Detached => {
@@ -431,21 +430,6 @@ impl Engine {
                 if self.reconcile(r).is_active() {
                     return Err(EngineError::Conflict(format!(
                         "container {} did not stop; try again",
-                        rec.name
-                    )));
-                }
-            }
-        }
-        let dir = self.paths.container_dir(&rec.id);
-        if crate::volume::vm::pending(&dir) {
-            // A microVM's volume data still on its disks: back into the volumes, or
-            // the container stays (unless forced) so that nothing is lost unasked.
-            if let Err(e) =
-                crate::volume::vm::write_back(&self.paths.root, &dir, &rec.spec.mounts, volumes)
-            {
-                if !force {
-                    return Err(EngineError::Conflict(format!(
-                        "cannot remove container {}: {e}; rm -f removes it anyway",
                         rec.name
                     )));
                 }

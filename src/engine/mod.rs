@@ -2,6 +2,7 @@
 //! operation on containers and images goes through [`Engine`].
 
 mod compare;
+mod cp_stopped;
 mod create;
 mod export;
 mod images;
@@ -14,6 +15,7 @@ mod vmfiles;
 mod volumes;
 
 pub use compare::{Column, Report, Sees, Stat};
+pub use cp_stopped::helper as cp_root_helper;
 pub use create::CreateOptions;
 pub use io::{CopyTarget, ExecOptions, LogOptions};
 pub use lifecycle::{parse_signal, StartMode};

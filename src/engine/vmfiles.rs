@@ -1,14 +1,11 @@
-//! The files a microVM needs, prepared by the engine so the VMM never touches the image
-//! or state stores: guest kernel, agent initramfs, image disk, scratch disk.
+//! The files a microVM boots from, prepared by the engine so the VMM never touches the
+//! image or state stores: guest kernel and agent initramfs. Its root is the same
+//! overlay a process container gets, shared over virtio-fs (see `monitor::start`).
 
 use super::{io_err, Engine, EngineError};
-use crate::image::Image;
 use crate::state::VmFiles;
 use crate::util::cpio::CpioWriter;
 use std::path::{Path, PathBuf};
-
-/// Size of a container's scratch disk (sparse: only written blocks use space).
-pub const SCRATCH_SIZE: u64 = 2 << 30;
 
 /// The guest agent binary: $TWINBOX_AGENT, or next to this executable.
 pub fn agent_binary() -> Result<PathBuf, EngineError> {
@@ -56,8 +53,8 @@ pub fn agent_initramfs(cache: &Path) -> Result<PathBuf, EngineError> {
 }
 
 impl Engine {
-    /// Prepare a VM's files for container `id` running `image`.
-    pub(crate) fn prepare_vm(&self, id: &str, image: &Image) -> Result<VmFiles, EngineError> {
+    /// Prepare a VM's files.
+    pub(crate) fn prepare_vm(&self) -> Result<VmFiles, EngineError> {
         let cache = crate::lab::default_cache();
         let kernel = crate::lab::guest_kernel(&cache).ok_or_else(|| {
             EngineError::Invalid(
@@ -65,14 +62,6 @@ impl Engine {
             )
         })?;
         let initrd = agent_initramfs(&cache)?;
-        let rootfs = crate::image::ext4::rootfs_image(&self.images, image)?;
-        let scratch = self.paths.container_dir(id).join("scratch.ext4");
-        crate::image::ext4::scratch_disk(&scratch, SCRATCH_SIZE)?;
-        Ok(VmFiles {
-            kernel,
-            initrd,
-            rootfs,
-            scratch,
-        })
+        Ok(VmFiles { kernel, initrd })
     }
 }

@@ -96,28 +96,6 @@ impl Engine {
                         m.source, m.target
                     )));
                 }
-                if isolation == Isolation::Vm && !m.readonly {
-                    return Err(EngineError::Invalid(format!(
-                        "bind mount {}:{}: a microVM shares no filesystem with the host; \
-                         mount it read-only (:ro, copied in at start) or use a volume",
-                        m.source, m.target
-                    )));
-                }
-            }
-        }
-        if isolation == Isolation::Vm {
-            // Two disks of one volume would be written back one over the other.
-            let mut seen = std::collections::HashSet::new();
-            for m in mounts
-                .iter()
-                .filter(|m| m.kind == MountKind::Volume && !m.anonymous)
-            {
-                if !seen.insert(m.source.as_str()) {
-                    return Err(EngineError::Invalid(format!(
-                        "volume {} is mounted twice: a microVM takes each volume once",
-                        m.source
-                    )));
-                }
             }
         }
         if !mounts.iter().any(|m| m.kind == MountKind::Volume) {
@@ -140,8 +118,6 @@ impl Engine {
                 }
                 if new {
                     made.push(m.source.clone());
-                } else {
-                    vs.repair(&m.source)?;
                 }
                 if remapped {
                     vs.mark_remapped(&m.source)?;
@@ -172,57 +148,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    /// Before a start: a volume a running microVM has read-write lives on that VM's
-    /// disk until it stops, so no other container may run with it meanwhile; and a
-    /// microVM takes a volume read-write only if nothing else is running with it.
-    pub(crate) fn check_volume_sharing(&self, rec: &ContainerRecord) -> Result<(), EngineError> {
-        let vols: Vec<&Mount> = rec
-            .spec
-            .mounts
-            .iter()
-            .filter(|m| m.kind == MountKind::Volume)
-            .collect();
-        if vols.is_empty() {
-            return Ok(());
-        }
-        let vs = self.volume_store()?;
-        {
-            let _l = vs.lock()?;
-            for m in &vols {
-                match vs.repair(&m.source) {
-                    Ok(()) => {}
-                    Err(crate::volume::VolumeError::NotFound(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        let me_vm = rec.spec.isolation == Isolation::Vm;
-        for other in self.store.list()? {
-            if other.id == rec.id || !self.reconcile(other.clone()).is_active() {
-                continue;
-            }
-            let other_vm = other.spec.isolation == Isolation::Vm;
-            for m in &vols {
-                let Some(o) = other
-                    .spec
-                    .mounts
-                    .iter()
-                    .find(|o| o.kind == MountKind::Volume && o.source == m.source)
-                else {
-                    continue;
-                };
-                if (other_vm && !o.readonly) || (me_vm && !m.readonly) {
-                    return Err(EngineError::Conflict(format!(
-                        "volume {} is in use by running container {}: a microVM holds a \
-                         read-write volume on its own disk until it stops",
-                        m.source, other.name
-                    )));
-                }
-            }
-        }
-        Ok(())
     }
 
     /// `volume create [NAME] [--label K=V]`.

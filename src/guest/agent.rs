@@ -26,10 +26,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const ROOT: &str = "/mnt/root";
-const LOWER: &str = "/mnt/lower";
-const SCRATCH: &str = "/mnt/scratch";
-const IMAGE_DISK: &str = "/dev/vda";
-const SCRATCH_DISK: &str = "/dev/vdb";
 
 fn log(msg: &str) {
     // Goes to the serial console (the VM's console log), never to the workload's output.
@@ -650,8 +646,8 @@ fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupErr
     }
 }
 
-/// The container's mounts as the guest makes them: volumes and binds are the disks
-/// after the image and scratch disks, in order; tmpfs is the guest's own.
+/// The container's mounts as the guest makes them: volumes and binds are virtio-fs
+/// shares, tagged in order; tmpfs is the guest's own.
 fn guest_mounts(mounts: &[crate::spec::Mount]) -> Vec<PlannedMount> {
     use crate::spec::MountKind;
     let mut k = 0;
@@ -666,9 +662,9 @@ fn guest_mounts(mounts: &[crate::spec::Mount]) -> Vec<PlannedMount> {
                 },
                 MountKind::Volume | MountKind::Bind => {
                     k += 1;
-                    MountSource::Device {
-                        path: PathBuf::from(crate::volume::vm::guest_device(k - 1)),
-                        fstype: "ext4".into(),
+                    MountSource::Filesystem {
+                        source: crate::volume::vm::share_tag(k - 1),
+                        fstype: "virtiofs".into(),
                     }
                 }
             },
@@ -680,31 +676,14 @@ fn guest_mounts(mounts: &[crate::spec::Mount]) -> Vec<PlannedMount> {
         .collect()
 }
 
-/// Build the container root: image disk (read-only) + scratch disk, overlaid.
+/// Build the container root: the host's overlay of the image's layers and the
+/// container's writable layer, shared over virtio-fs; then its mounts.
 fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupError> {
     let mk =
         |p: &str| std::fs::create_dir_all(p).map_err(|e| SetupError::new(format!("mkdir {p}"), e));
-    for d in [ROOT, LOWER, SCRATCH, "/run/twinbox-etc"] {
+    for d in [ROOT, "/run/twinbox-etc"] {
         mk(d)?;
     }
-    mount(
-        Some(IMAGE_DISK),
-        LOWER,
-        Some("ext4"),
-        MsFlags::MS_RDONLY,
-        None::<&str>,
-    )
-    .map_err(|e| SetupError::new("mount the image disk", io::Error::from(e)))?;
-    mount(
-        Some(SCRATCH_DISK),
-        SCRATCH,
-        Some("ext4"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .map_err(|e| SetupError::new("mount the scratch disk", io::Error::from(e)))?;
-    mk(&format!("{SCRATCH}/upper"))?;
-    mk(&format!("{SCRATCH}/work"))?;
     let mut etc_files = Vec::new();
     for (dest, content) in etc {
         let name = Path::new(dest)
@@ -722,9 +701,10 @@ fn setup_root(spec: &SandboxSpec, etc: &[(String, String)]) -> Result<(), SetupE
         etc_files.push((src, dest));
     }
     let plan = RootfsPlan {
-        lower: vec![PathBuf::from(LOWER)],
-        upper: PathBuf::from(format!("{SCRATCH}/upper")),
-        work: PathBuf::from(format!("{SCRATCH}/work")),
+        root_fs: Some((protocol::ROOT_SHARE.into(), "virtiofs".into())),
+        lower: Vec::new(),
+        upper: PathBuf::new(),
+        work: PathBuf::new(),
         target: PathBuf::from(ROOT),
         etc_files,
         mounts: guest_mounts(&spec.mounts),

@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
 
 /// Bumped on any incompatible change; the host refuses an agent that differs.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// The vsock port the host listens on for the agent.
 pub const AGENT_PORT: u32 = 1024;
 /// The vsock port the agent relays DNS queries to (framed as DNS over TCP).
 pub const DNS_PORT: u32 = 53;
+/// The virtio-fs tag of the container's root: the host's overlay of the image's layers
+/// and the container's writable layer, as a process container gets it.
+pub const ROOT_SHARE: &str = "twinbox-root";
 /// Bounds a frame so a corrupt stream cannot make us allocate without limit.
 pub const MAX_FRAME: usize = 1 << 20;
 

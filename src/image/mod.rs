@@ -5,7 +5,6 @@ pub mod archive;
 pub mod blob;
 mod builtin;
 pub mod diff;
-pub mod ext4;
 mod reference;
 pub mod registry;
 mod store;

@@ -4,7 +4,6 @@
 //! images/blobs/sha256/<hex>     every blob: layers (gzip tar), configs, manifests
 //! images/index.json             manifest digest -> tags (atomic writes, flock)
 //! images/layers/<diffid hex>/   a layer unpacked once, shared read-only (overlay lower)
-//! images/rootfs/<config hex>.ext4  read-only ext4 of the whole image (vm backend)
 //! ```
 
 use super::reference::Reference;
@@ -165,7 +164,7 @@ pub struct Store {
 impl Store {
     pub fn open(root: &Path) -> Result<Store, ImageError> {
         let dir = root.join("images");
-        for sub in ["blobs/sha256", "layers", "rootfs", "tmp", "locks"] {
+        for sub in ["blobs/sha256", "layers", "tmp", "locks"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
@@ -404,13 +403,13 @@ impl Store {
     }
 
     /// Delete what no image in the index references and `in_use` (unpacked layer dirs
-    /// and ext4 images containers still use) does not name: blobs, unpacked layers,
-    /// ext4 images. A layer shared by two images stays until the last one goes.
+    /// containers still use) does not name: blobs, unpacked layers, and the ext4
+    /// images older versions made for microVMs. A layer shared by two images stays
+    /// until the last one goes.
     /// Returns the bytes freed. Callers hold the lock.
     pub fn gc(&self, in_use: &std::collections::HashSet<PathBuf>) -> Result<u64, ImageError> {
         let mut blobs = std::collections::HashSet::new();
         let mut layers = std::collections::HashSet::new();
-        let mut ext4 = std::collections::HashSet::new();
         for img in self.list()? {
             blobs.insert(hex_of(&img.manifest_digest).to_string());
             blobs.insert(hex_of(&img.id).to_string());
@@ -420,7 +419,6 @@ impl Store {
             for d in img.diff_ids() {
                 layers.insert(hex_of(d).to_string());
             }
-            ext4.insert(self.ext4_path(&img));
         }
         let mut freed = 0u64;
         let mut sweep = |dir: PathBuf, keep: &dyn Fn(&Path) -> bool| -> Result<(), ImageError> {
@@ -448,7 +446,10 @@ impl Store {
         sweep(self.dir.join("locks"), &|p| {
             layers.contains(name(p).trim_end_matches(".lock"))
         })?;
-        sweep(self.dir.join("rootfs"), &|p| ext4.contains(p))?;
+        let old_ext4 = self.dir.join("rootfs");
+        if old_ext4.exists() {
+            sweep(old_ext4, &|_| false)?;
+        }
         // Temp blobs and unpack dirs of processes that died mid-way (kill -9, a crash):
         // named by their writer's pid, kept while it lives.
         sweep(self.tmp_dir(), &|p| match writer_pid(&name(p)) {
@@ -634,13 +635,6 @@ impl Store {
         (0..image.diff_ids().len())
             .map(|i| self.layer_dir(image, i))
             .collect()
-    }
-
-    /// Path of the cached read-only ext4 image of `image` (may not exist yet).
-    pub fn ext4_path(&self, image: &Image) -> PathBuf {
-        self.dir
-            .join("rootfs")
-            .join(format!("{}.ext4", hex_of(&image.id)))
     }
 
     /// A scratch directory for temporary work inside the store's filesystem.

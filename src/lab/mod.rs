@@ -149,6 +149,15 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
     // xattrs, which busybox's tar cannot.
     let tar = which("tar").ok_or_else(|| LabError::Tool("tar not found: install tar".into()))?;
     add_program(&mut files, &tar, "bin/tar")?;
+    // virtiofsd: the back end of microVM volumes and bind mounts (virtio-fs).
+    let fsd = crate::vmm::virtiofsd::binary().map_err(|e| LabError::Tool(e.to_string()))?;
+    let fsd = std::fs::canonicalize(&fsd)
+        .map_err(|e| LabError::Tool(format!("{}: {e}", fsd.display())))?;
+    add_program(
+        &mut files,
+        &fsd,
+        crate::vmm::virtiofsd::INSTALLED.trim_start_matches('/'),
+    )?;
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
     // L1's own kernel is a bzImage: the VMM's bzImage path is tested with it.
     files.push((l1.vmlinuz.clone(), "lab/bzimage".into()));

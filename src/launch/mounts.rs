@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 pub enum MountSource {
     /// A host directory or file, bound in (process containers: volumes and binds).
     Bind(PathBuf),
-    /// A block device holding a filesystem (microVMs: a volume's disk).
-    Device { path: PathBuf, fstype: String },
+    /// A filesystem the kernel mounts from `source` (microVMs: a volume's virtio-fs
+    /// tag, `virtiofs`).
+    Filesystem { source: String, fstype: String },
     Tmpfs {
         size: Option<u64>,
         mode: Option<u32>,
@@ -376,20 +377,20 @@ pub fn mount_all(
                     .map_err(|e| err("make read-only", t, e))?;
                 }
             }
-            MountSource::Device { path, fstype } => {
+            MountSource::Filesystem { source, fstype } => {
                 // Mounted aside first, filled from the image if new, then moved over
-                // the target. A read-only mount has a read-only disk: mounted so from
-                // the start, and nothing copied into it.
+                // the target. A read-only share is mounted so from the start (its
+                // back end refuses writes too), and nothing is copied into it.
                 let stage = staging.join(format!("vol{i}"));
                 fs::create_dir_all(&stage).map_err(|e| err("create staging for", t, e))?;
                 mount(
-                    Some(path),
+                    Some(source.as_str()),
                     &stage,
                     Some(fstype.as_str()),
                     MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro,
                     None::<&str>,
                 )
-                .map_err(|e| err("mount the volume disk for", t, e))?;
+                .map_err(|e| err("mount the share for", t, e))?;
                 if m.copy_up && !m.readonly && is_empty_dir(&stage) {
                     copy_tree(&at, &stage).map_err(|e| err("copy the image's files into", t, e))?;
                 }

@@ -58,6 +58,10 @@ fn io_step(step: &str) -> impl FnOnce(io::Error) -> SetupError + '_ {
 /// What to mount for one container.
 #[derive(Debug, Clone)]
 pub struct RootfsPlan {
+    /// A filesystem (source, type) mounted at `target` as the root instead of the
+    /// overlay of `lower`, `upper` and `work` (a microVM: its virtio-fs root share, the
+    /// host's overlay of the same layers).
+    pub root_fs: Option<(String, String)>,
     /// Image layers, lowest first.
     pub lower: Vec<PathBuf>,
     pub upper: PathBuf,
@@ -87,8 +91,12 @@ pub struct RootIdmap {
 
 /// Overlay mount options for `plan` (upper layers first, as overlayfs wants).
 pub fn overlay_options(plan: &RootfsPlan) -> String {
-    let lower: Vec<String> = plan
-        .lower
+    overlay_options_of(&plan.lower, &plan.upper, &plan.work)
+}
+
+/// Overlay mount options for `lower` (lowest first), `upper` and `work`.
+pub fn overlay_options_of(lower: &[PathBuf], upper: &Path, work: &Path) -> String {
+    let lower: Vec<String> = lower
         .iter()
         .rev()
         .map(|p| p.display().to_string())
@@ -96,8 +104,8 @@ pub fn overlay_options(plan: &RootfsPlan) -> String {
     format!(
         "lowerdir={},upperdir={},workdir={}",
         lower.join(":"),
-        plan.upper.display(),
-        plan.work.display()
+        upper.display(),
+        work.display()
     )
 }
 
@@ -147,18 +155,30 @@ pub fn mount_all(plan: &RootfsPlan, idmap: Option<&RootIdmap>) -> Result<(), Set
     )
     .map_err(nix_step("make / private"))?;
     let t = &plan.target;
-    let layers = match idmap {
-        Some(m) => idmapped_layers(plan, m)?,
-        None => plan.clone(),
-    };
-    mount(
-        Some("overlay"),
-        t,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(overlay_options(&layers).as_str()),
-    )
-    .map_err(nix_step("mount the overlay root"))?;
+    match &plan.root_fs {
+        Some((source, fstype)) => mount(
+            Some(source.as_str()),
+            t,
+            Some(fstype.as_str()),
+            MsFlags::empty(),
+            None::<&str>,
+        )
+        .map_err(nix_step("mount the root share"))?,
+        None => {
+            let layers = match idmap {
+                Some(m) => idmapped_layers(plan, m)?,
+                None => plan.clone(),
+            };
+            mount(
+                Some("overlay"),
+                t,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(overlay_options(&layers).as_str()),
+            )
+            .map_err(nix_step("mount the overlay root"))?;
+        }
+    }
     // tmpfs mounts belong to the container's root (a remapped one: its host ids).
     let owner = idmap
         .map(|m| format!(",uid={},gid={}", m.uid, m.gid))
@@ -439,6 +459,7 @@ mod tests {
     #[test]
     fn overlay_puts_top_layer_first() {
         let plan = RootfsPlan {
+            root_fs: None,
             lower: vec!["/l/base".into(), "/l/top".into()],
             upper: "/c/upper".into(),
             work: "/c/work".into(),

@@ -445,24 +445,9 @@ pub fn run(
             store.update(id, f)
         }
     };
-    // The sandbox is torn down (cgroup gone, VM stopped) and a microVM's volumes get
-    // their data back before the record says exited: stop, rm, restart and other
-    // containers of the volume act on an exited record only, and find nothing left.
+    // The sandbox is torn down (cgroup gone, VM and its virtiofsds stopped) before the
+    // record says exited: stop, rm and restart act on an exited record only.
     shared.sandbox.cleanup();
-    if rec.spec.isolation == crate::spec::Isolation::Vm
-        && crate::volume::vm::disk_mounts(&rec.spec.mounts)
-            .next()
-            .is_some()
-    {
-        if let Err(e) = crate::volume::vm::write_back(
-            &paths.root,
-            &paths.container_dir(id),
-            &rec.spec.mounts,
-            auto_remove,
-        ) {
-            log_line(paths, id, &e.to_string());
-        }
-    }
     let _ = record_exit(&|r| {
         r.state.status = Status::Exited;
         r.state.exit_code = Some(info.code);
@@ -547,17 +532,6 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<crate::state:
     }
     let _ = std::fs::remove_dir_all(paths.run_dir(id));
     log_line(paths, id, "monitor found dead; container marked exited");
-    if rec.spec.isolation == crate::spec::Isolation::Vm {
-        // The VM died with its monitor: what its volumes' disks hold goes back now.
-        if let Err(e) = crate::volume::vm::write_back(
-            &paths.root,
-            &paths.container_dir(id),
-            &rec.spec.mounts,
-            rec.auto_remove,
-        ) {
-            log_line(paths, id, &e.to_string());
-        }
-    }
     if rec.auto_remove {
         let _ = store.remove(id);
         crate::network::session::unpublish(&paths.root, store, !rec.state.ports.is_empty());

@@ -11,6 +11,7 @@ use crate::sandbox::{Sandbox, SandboxError, Trace, WorkloadIo};
 use crate::spec::{Isolation, NetworkMode};
 use crate::state::{ContainerRecord, Store};
 use crate::vmm::sandbox::{VmSandbox, VmStart};
+use crate::vmm::virtiofsd::ShareSpec;
 use crate::vmm::VmNet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,7 @@ pub fn start_backend(
                 }
             }
             let plan = RootfsPlan {
+                root_fs: None,
                 lower: rec.layers.iter().map(PathBuf::from).collect(),
                 upper: dir.join("upper"),
                 work: dir.join("work"),
@@ -101,21 +103,31 @@ pub fn start_backend(
             })?;
             let dir = paths.container_dir(&rec.id);
             let read = |n: &str| std::fs::read_to_string(dir.join(n)).unwrap_or_default();
-            if crate::volume::vm::pending(&dir) {
-                // The last run's volume data first: a new disk would overwrite it.
-                crate::volume::vm::write_back(&paths.root, &dir, &rec.spec.mounts, false)
-                    .map_err(|e| SandboxError::Other(e.to_string()))?;
+            // The root: the overlay a process container gets, mounted for virtiofsd
+            // alone and shared; then the volumes and bind mounts.
+            let target = paths.rootfs_mount(&rec.id);
+            std::fs::create_dir_all(&target)?;
+            for d in ["upper", "work"] {
+                std::fs::create_dir_all(dir.join(d))?;
             }
-            let volumes = crate::volume::vm::build_disks(&paths.root, &dir, &rec.spec.mounts)
-                .map_err(|e| SandboxError::Other(e.to_string()))?;
+            let lower: Vec<PathBuf> = rec.layers.iter().map(PathBuf::from).collect();
+            let mut shares = vec![ShareSpec {
+                tag: crate::guest::protocol::ROOT_SHARE.into(),
+                dir: target,
+                read_only: false,
+                overlay: Some(crate::launch::rootfs::overlay_options_of(
+                    &lower,
+                    &dir.join("upper"),
+                    &dir.join("work"),
+                )),
+            }];
+            shares.extend(crate::volume::vm::shares(&paths.root, &rec.spec.mounts));
             let (sb, io) = VmSandbox::start(VmStart {
                 id: rec.id.clone(),
                 spec: rec.spec.clone(),
                 kernel: files.kernel.clone(),
                 initrd: files.initrd.clone(),
-                rootfs: files.rootfs.clone(),
-                scratch: files.scratch.clone(),
-                volumes,
+                shares,
                 run_dir: paths.run_dir(&rec.id),
                 console_log: dir.join("console.log"),
                 etc: vec![

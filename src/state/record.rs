@@ -72,10 +72,6 @@ impl Default for ContainerState {
 pub struct VmFiles {
     pub kernel: std::path::PathBuf,
     pub initrd: std::path::PathBuf,
-    /// Read-only ext4 of the image, shared by every container of that image.
-    pub rootfs: std::path::PathBuf,
-    /// This container's writable disk.
-    pub scratch: std::path::PathBuf,
 }
 
 /// How a container's output is kept (`--log-driver`, `--log-opt`); see

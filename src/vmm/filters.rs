@@ -21,7 +21,10 @@ use crate::security::seccomp::{self, Arg, Profile, Rule};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Thread {
     Vcpu,
-    Devices,
+    /// The device thread, with this many virtio-fs connections.
+    Devices {
+        shares: u8,
+    },
     Control,
 }
 
@@ -102,7 +105,21 @@ pub fn profile(t: Thread) -> Profile {
             rules.push(ioctl(KVM_RUN));
             rules.push(allow(&["read"]));
         }
-        Thread::Devices => {
+        Thread::Devices { shares } => {
+            // virtio-fs: vhost-user messages (sendmsg/recvmsg, which carry the rings'
+            // eventfds) on the connections to virtiofsd only, descriptors 7, 8, …:
+            // nothing else can be handed a descriptor.
+            for k in 0..i32::from(shares) {
+                rules.push(Rule {
+                    args: vec![arg(
+                        0,
+                        "SCMP_CMP_EQ",
+                        (super::process::SHARE_FD_BASE + k) as u64,
+                        0,
+                    )],
+                    ..allow(&["sendmsg", "recvmsg"])
+                });
+            }
             rules.push(allow(&[
                 "epoll_wait",
                 "epoll_pwait",
@@ -120,7 +137,7 @@ pub fn profile(t: Thread) -> Profile {
                 "connect",
                 "recvfrom",
                 // std writes to sockets with send(MSG_NOSIGNAL): sendto(2) without an
-                // address on a connected stream; descriptors cannot travel that way.
+                // address on a connected stream.
                 "sendto",
                 "shutdown",
                 "getsockopt",
@@ -244,7 +261,12 @@ mod tests {
 
     #[test]
     fn every_thread_filter_compiles() {
-        for t in [Thread::Vcpu, Thread::Devices, Thread::Control] {
+        for t in [
+            Thread::Vcpu,
+            Thread::Devices { shares: 0 },
+            Thread::Devices { shares: 3 },
+            Thread::Control,
+        ] {
             let prog = compile(t).unwrap();
             assert!(!prog.is_empty() && prog.len().is_multiple_of(8), "{t:?}");
         }
@@ -264,11 +286,16 @@ mod tests {
             assert!(!names.contains(&forbidden), "{forbidden}");
         }
         assert_eq!(p.default_action, "SCMP_ACT_TRAP");
-        // Nobody may pass descriptors on or map code.
-        for t in [Thread::Vcpu, Thread::Devices, Thread::Control] {
+        // Nobody may map code; descriptors travel only to and from virtiofsd.
+        for t in [Thread::Vcpu, Thread::Devices { shares: 2 }, Thread::Control] {
             for r in &profile(t).syscalls {
                 for n in &r.names {
-                    assert!(!["sendmsg", "recvmsg"].contains(&n.as_str()), "{t:?} {n}");
+                    if ["sendmsg", "recvmsg"].contains(&n.as_str()) {
+                        assert!(matches!(t, Thread::Devices { .. }), "{t:?} {n}");
+                        assert_eq!(r.args.len(), 1, "{n} is conditional");
+                        assert_eq!(r.args[0].index, 0);
+                        assert!([7, 8].contains(&r.args[0].value), "{n} on {:?}", r.args[0]);
+                    }
                     if n == "mmap" || n == "mprotect" {
                         assert_eq!(r.args.len(), 1, "{t:?} {n} is conditional");
                         assert_eq!(r.args[0].value, libc::PROT_EXEC as u64);

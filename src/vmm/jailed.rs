@@ -5,9 +5,9 @@
 use super::filters::{self, Thread};
 use super::jail;
 use super::process::{
-    self, FromVmm, Setup, ToVmm, CONSOLE_FD, CONTROL_FD, KVM_FD, TAP_FD, VSOCK_NAME,
+    self, FromVmm, Setup, ToVmm, CONSOLE_FD, CONTROL_FD, KVM_FD, SHARE_FD_BASE, TAP_FD, VSOCK_NAME,
 };
-use super::{ThreadFilters, Vm, VmConfig, VmNet, VmVsock, VmmError};
+use super::{ThreadFilters, Vm, VmConfig, VmNet, VmShare, VmVsock, VmmError};
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::FromRawFd;
@@ -104,7 +104,10 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
     };
     let thread_filters = ThreadFilters {
         vcpu: Some(compile(Thread::Vcpu)?),
-        devices: Some(compile(Thread::Devices)?),
+        devices: Some(compile(Thread::Devices {
+            shares: u8::try_from(s.shares.len())
+                .map_err(|_| VmmError::Config("too many shares".into()))?,
+        })?),
     };
     // SAFETY: descriptor 4 is the console the monitor gave this process; only this
     // File owns it.
@@ -116,6 +119,17 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
         // File owns it.
         open: Some(unsafe { File::from_raw_fd(TAP_FD) }),
     });
+    let shares = s
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(k, tag)| VmShare {
+            tag: tag.clone(),
+            // SAFETY: descriptor SHARE_FD_BASE + k is the connection to this share's
+            // back end the monitor passed; only this stream owns it.
+            stream: unsafe { UnixStream::from_raw_fd(SHARE_FD_BASE + k as i32) },
+        })
+        .collect();
     let jail = s.jail.clone();
     let parent = s.parent;
     Vm::start(VmConfig {
@@ -125,6 +139,7 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
         mem_bytes: s.mem_bytes,
         vcpus: s.vcpus,
         disks: s.disks,
+        shares,
         net,
         vsock: s.vsock_cid.map(|cid| VmVsock {
             cid,

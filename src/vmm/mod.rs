@@ -16,9 +16,12 @@ pub mod memory;
 pub mod process;
 pub mod sandbox;
 pub mod vcpu;
+pub mod virtiofsd;
 mod vm;
 
-pub use vm::{BeforeRun, BootTimes, ThreadFilters, Vm, VmConfig, VmDisk, VmEnd, VmNet, VmVsock};
+pub use vm::{
+    BeforeRun, BootTimes, ThreadFilters, Vm, VmConfig, VmDisk, VmEnd, VmNet, VmShare, VmVsock,
+};
 
 use thiserror::Error;
 

@@ -29,6 +29,8 @@ pub(crate) const CONTROL_FD: RawFd = 3;
 pub(crate) const CONSOLE_FD: RawFd = 4;
 pub(crate) const TAP_FD: RawFd = 5;
 pub(crate) const KVM_FD: RawFd = 6;
+/// The virtio-fs back ends' connections: descriptors 7, 8, … in `Setup.shares` order.
+pub(crate) const SHARE_FD_BASE: RawFd = 7;
 /// The longest control line the monitor reads from a VMM (a compromised VMM could
 /// otherwise make it buffer without end).
 const MAX_LINE: u64 = 64 << 10;
@@ -44,6 +46,10 @@ pub struct Setup {
     pub mem_bytes: u64,
     pub vcpus: u8,
     pub disks: Vec<VmDisk>,
+    /// virtio-fs mount tags; each one's vhost-user connection is descriptor
+    /// SHARE_FD_BASE + its index.
+    #[serde(default)]
+    pub shares: Vec<String>,
     /// The NIC's MAC; its TAP is descriptor 5.
     pub net_mac: Option<[u8; 6]>,
     /// The guest's vsock CID; the sockets live in the jail directory as `v` and `v_P`.
@@ -163,15 +169,21 @@ impl VmProcess {
         id: JailId,
         console: File,
         tap: Option<File>,
+        shares: Vec<UnixStream>,
         place: &dyn Fn(i32) -> Result<(), VmmError>,
     ) -> Result<VmProcess, VmmError> {
+        if shares.len() != setup.shares.len() {
+            return Err(VmmError::Config(
+                "one connection per virtio-fs share".into(),
+            ));
+        }
         let (ours, theirs) = UnixStream::pair()?;
         let kvm = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open("/dev/kvm")
             .map_err(|e| VmmError::NoKvm(e.to_string()))?;
-        let srcs = [
+        let mut srcs = vec![
             Some(dup_high(theirs.as_raw_fd())?),
             Some(dup_high(console.as_raw_fd())?),
             match &tap {
@@ -180,6 +192,12 @@ impl VmProcess {
             },
             Some(dup_high(kvm.as_raw_fd())?),
         ];
+        let mut targets = vec![CONTROL_FD, CONSOLE_FD, TAP_FD, KVM_FD];
+        for (k, s) in shares.iter().enumerate() {
+            srcs.push(Some(dup_high(s.as_raw_fd())?));
+            targets.push(SHARE_FD_BASE + k as RawFd);
+        }
+        let child_srcs = srcs.clone();
         let stderr = console.try_clone()?;
         let mut cmd = Command::new(exe);
         cmd.arg0(ARG0)
@@ -192,10 +210,9 @@ impl VmProcess {
         // getppid.
         unsafe {
             cmd.pre_exec(move || {
-                let targets = [CONTROL_FD, CONSOLE_FD, TAP_FD, KVM_FD];
-                for (target, src) in targets.into_iter().zip(srcs) {
-                    if let Some(s) = src {
-                        if libc::dup2(s, target) < 0 {
+                for (target, src) in targets.iter().zip(&child_srcs) {
+                    if let Some(s) = *src {
+                        if libc::dup2(s, *target) < 0 {
                             return Err(std::io::Error::last_os_error());
                         }
                     }
@@ -213,6 +230,7 @@ impl VmProcess {
             unsafe { libc::close(s) };
         }
         drop(theirs);
+        drop(shares);
         let mut child = spawned.map_err(|e| VmmError::Jail(format!("start the VMM: {e}")))?;
         let pid = child.id() as i32;
         let kill = |child: &mut Child| {

@@ -3,7 +3,7 @@
 
 use super::jail::{self, JailId, JailSpec};
 use super::process::{self, Setup, VmProcess};
-use super::{VmDisk, VmEnd, VmmError};
+use super::{VmEnd, VmmError};
 use crate::guest::protocol::{self, AgentMsg, HostMsg, Kind};
 use crate::sandbox::{
     ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
@@ -48,12 +48,9 @@ pub struct VmStart {
     pub spec: SandboxSpec,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// Read-only ext4 image of the container image (virtio-blk #0).
-    pub rootfs: PathBuf,
-    /// Per-container writable disk (virtio-blk #1).
-    pub scratch: PathBuf,
-    /// Volumes and bind mounts as disks (virtio-blk #2…, the guest's /dev/vdc…).
-    pub volumes: Vec<crate::volume::vm::VolumeDisk>,
+    /// Directories shared over virtio-fs (the root first, then volumes and bind
+    /// mounts), each served by its own virtiofsd.
+    pub shares: Vec<super::virtiofsd::ShareSpec>,
     /// Directory for the vsock sockets.
     pub run_dir: PathBuf,
     /// Where the guest's serial console goes (kernel log).
@@ -247,6 +244,8 @@ pub struct VmSandbox {
     exit: Mutex<Option<ExitInfo>>,
     run_dir: PathBuf,
     mem_bytes: u64,
+    /// The virtio-fs back ends, stopped with the VM.
+    fsd: Mutex<Vec<super::virtiofsd::Virtiofsd>>,
     /// Guest boot time (first KVM_RUN to the agent's boot-timer write).
     pub boot_ms: Option<f64>,
     pub setup_ms: f64,
@@ -329,6 +328,19 @@ impl VmSandbox {
             });
         }
         let console = File::create(&cfg.console_log)?;
+        // The shares' back ends, before the VMM: it is handed their connections.
+        let t_fsd = Instant::now();
+        let mut fsd = Vec::new();
+        let mut share_streams = Vec::new();
+        for sh in &cfg.shares {
+            let (d, stream) =
+                super::virtiofsd::start(sh, &cfg.run_dir, &console).map_err(jail_err)?;
+            fsd.push(d);
+            share_streams.push(stream);
+        }
+        if let Some(f) = &cfg.trace {
+            f("virtiofsd", t_fsd.elapsed());
+        }
         let mut cfg = cfg;
         let net = cfg.net.take();
         // The VMM's cgroup: guest RAM plus a bounded overhead, its threads.
@@ -361,25 +373,8 @@ impl VmSandbox {
             cmdline: format!("twinbox.port={}", protocol::AGENT_PORT),
             mem_bytes,
             vcpus,
-            disks: vec![
-                VmDisk {
-                    path: cfg.rootfs.clone(),
-                    read_only: true,
-                    id: "twinbox-image".into(),
-                },
-                VmDisk {
-                    path: cfg.scratch.clone(),
-                    read_only: false,
-                    id: "twinbox-scratch".into(),
-                },
-            ]
-            .into_iter()
-            .chain(cfg.volumes.iter().enumerate().map(|(k, v)| VmDisk {
-                path: v.path.clone(),
-                read_only: v.read_only,
-                id: format!("twinbox-volume-{k}"),
-            }))
-            .collect(),
+            disks: Vec::new(),
+            shares: cfg.shares.iter().map(|s| s.tag.clone()).collect(),
             net_mac: tap.as_ref().map(|t| t.0),
             vsock_cid: Some(GUEST_CID),
             quiet: true,
@@ -393,12 +388,20 @@ impl VmSandbox {
         };
         let cgroup = VmmCgroup(cgroup);
         let exe = std::path::Path::new("/proc/self/exe");
-        let vm = VmProcess::spawn(exe, setup, jail_id, console, tap.map(|t| t.1), &|pid| {
-            cgroup
-                .0
-                .add(pid)
-                .map_err(|e| VmmError::Jail(format!("the VMM's cgroup: {e}")))
-        })
+        let vm = VmProcess::spawn(
+            exe,
+            setup,
+            jail_id,
+            console,
+            tap.map(|t| t.1),
+            share_streams,
+            &|pid| {
+                cgroup
+                    .0
+                    .add(pid)
+                    .map_err(|e| VmmError::Jail(format!("the VMM's cgroup: {e}")))
+            },
+        )
         .map_err(jail_err)?;
         if let Some(f) = &cfg.trace {
             for (name, d) in &vm.boot.steps {
@@ -533,6 +536,7 @@ impl VmSandbox {
                 exit: Mutex::new(None),
                 run_dir: cfg.run_dir,
                 mem_bytes,
+                fsd: Mutex::new(fsd),
                 boot_ms,
                 setup_ms,
                 agent_kernel: kernel,
@@ -779,6 +783,7 @@ impl Sandbox for VmSandbox {
 
     fn cleanup(&self) {
         self.vm.stop();
+        self.fsd.lock().unwrap_or_else(|e| e.into_inner()).clear();
         let _ = self.cgroup.0.kill_all();
         let _ = self.cgroup.0.destroy();
         let _ = crate::util::fs::remove_dir_all_if_exists(&self.run_dir.join("vmm"));

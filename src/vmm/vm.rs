@@ -7,6 +7,7 @@ use super::devices::boot_timer::BootTimer;
 use super::devices::i8042::I8042;
 use super::devices::serial::SerialDevice;
 use super::devices::virtio::block::{Block, BlockHandler};
+use super::devices::virtio::fs::{Fs, FsHandler};
 use super::devices::virtio::mmio::MmioTransport;
 use super::devices::virtio::net::{self, Net, NetHandler};
 use super::devices::virtio::vsock::{Muxer, Vsock, VsockHandler};
@@ -33,6 +34,13 @@ pub struct VmDisk {
     pub read_only: bool,
     /// Serial the guest reads with GET_ID (max 20 bytes).
     pub id: String,
+}
+
+/// A directory shared with the guest over virtio-fs: a connection to its vhost-user
+/// back end (virtiofsd), and the tag the guest mounts it by.
+pub struct VmShare {
+    pub tag: String,
+    pub stream: std::os::unix::net::UnixStream,
 }
 
 pub struct VmNet {
@@ -74,6 +82,8 @@ pub struct VmConfig {
     pub mem_bytes: u64,
     pub vcpus: u8,
     pub disks: Vec<VmDisk>,
+    /// virtio-fs devices (guest RAM is then a memfd the back ends map).
+    pub shares: Vec<VmShare>,
     pub net: Option<VmNet>,
     pub vsock: Option<VmVsock>,
     /// Where the guest's serial console goes.
@@ -190,7 +200,11 @@ impl Vm {
         let (kvm, vm) = create_vm(cfg.kvm.take())?;
         step.done("KVM_CREATE_VM");
 
-        let mem = Arc::new(memory::create(cfg.mem_bytes)?);
+        let mem = Arc::new(if cfg.shares.is_empty() {
+            memory::create(cfg.mem_bytes)?
+        } else {
+            memory::create_shared(cfg.mem_bytes)?
+        });
         memory::register(&vm, &mem)?;
         step.done("guest memory");
 
@@ -235,6 +249,18 @@ impl Vm {
                 dev,
                 queue_evt: evts[0].clone(),
             }));
+            slots.push(slot);
+        }
+        for sh in std::mem::take(&mut cfg.shares) {
+            let fs = Fs::connect(sh.stream, &sh.tag, &mem)
+                .map_err(|e| VmmError::Device(format!("virtio-fs {}: {e}", sh.tag)))?;
+            let dev = Arc::new(Mutex::new(fs));
+            let slot = alloc_slot();
+            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
+            dev.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_kicks(evts);
+            subscribers.push(Box::new(FsHandler::new(dev)));
             slots.push(slot);
         }
         if let Some(n) = cfg.net.as_mut() {

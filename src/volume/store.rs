@@ -161,26 +161,6 @@ impl VolumeStore {
         Ok(out)
     }
 
-    /// Finish what a crash cut short while a microVM's disk was copied back (see
-    /// `vm::write_back`): the old data comes back if the new never arrived, a
-    /// half-copied new one goes.
-    pub fn repair(&self, name: &str) -> Result<(), VolumeError> {
-        let data = self.data_dir(name);
-        let old = data.with_file_name("_data.old");
-        let new = data.with_file_name("_data.new");
-        if !data.exists() {
-            // `_data.new` is renamed into place only once complete: if it is there
-            // while `_data` is not, it is the newest whole copy; otherwise the old.
-            if new.exists() {
-                fs::rename(&new, &data).map_err(io_err(&data))?;
-            } else if old.exists() {
-                fs::rename(&old, &data).map_err(io_err(&data))?;
-            }
-        }
-        remove_dir_all_if_exists(&new).map_err(io_err(&new))?;
-        remove_dir_all_if_exists(&old).map_err(io_err(&old))
-    }
-
     /// Delete a volume and its data. Callers hold the lock and have checked that no
     /// container uses it.
     pub fn remove(&self, name: &str) -> Result<(), VolumeError> {
@@ -223,30 +203,6 @@ mod tests {
         assert!(matches!(s.remove("data"), Err(VolumeError::NotFound(_))));
         assert!(s.create("../x", BTreeMap::new(), false).is_err());
         assert!(matches!(s.get("../x"), Err(VolumeError::NotFound(_))));
-    }
-
-    #[test]
-    fn repair_brings_back_data_a_crash_left_aside() {
-        let d = tempfile::tempdir().unwrap();
-        let s = VolumeStore::open(d.path()).unwrap();
-        s.create("v1", BTreeMap::new(), false).unwrap();
-        let data = s.data_dir("v1");
-        fs::write(data.join("f"), b"old").unwrap();
-        // a crash while the new copy was being made: the old stays, the half copy goes
-        fs::create_dir(data.with_file_name("_data.new")).unwrap();
-        s.repair("v1").unwrap();
-        assert_eq!(fs::read(data.join("f")).unwrap(), b"old");
-        assert!(!data.with_file_name("_data.new").exists());
-        // a crash after _data -> _data.old, before the complete _data.new -> _data
-        let new = data.with_file_name("_data.new");
-        fs::create_dir(&new).unwrap();
-        fs::write(new.join("f"), b"new").unwrap();
-        fs::rename(&data, data.with_file_name("_data.old")).unwrap();
-        s.repair("v1").unwrap();
-        assert_eq!(fs::read(data.join("f")).unwrap(), b"new");
-        assert!(!data.with_file_name("_data.new").exists());
-        assert!(!data.with_file_name("_data.old").exists());
-        s.repair("v1").unwrap();
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! the event loop), and pure queue logic that unit tests drive with mock queues.
 
 pub mod block;
+pub mod fs;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mmio;

@@ -126,6 +126,64 @@ fn rmi_keeps_shared_layers_and_refuses_images_in_use() {
 }
 
 #[test]
+fn cp_reaches_a_stopped_container_and_stays_in_its_root() {
+    // A stopped container's root is mounted privately by a helper that chroots into
+    // it: its symlinks (absolute or climbing) resolve inside, never on the host.
+    let tb = Tb::new();
+    tb.ok(&[
+        "run",
+        "--name",
+        "stopped",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo inside > /root/f; ln -s /etc /root/abs; ln -s ../../../../../../etc /root/up",
+    ]);
+    let out = tb.dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    tb.ok(&["cp", "stopped:/root/f", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("f")).unwrap(), "inside\n");
+    tb.ok(&["cp", "stopped:/root/up/passwd", out.to_str().unwrap()]);
+    let passwd = std::fs::read_to_string(out.join("passwd")).unwrap();
+    let host = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    assert!(
+        passwd.starts_with("root:x:0:0:root:/root:/bin/sh\n") && passwd != host,
+        "the container's /etc/passwd, not the host's: {passwd:?}"
+    );
+    let marker = tb.dir.path().join("marker");
+    std::fs::write(&marker, b"from-host").unwrap();
+    let name = format!("twinbox-cp-{}", std::process::id());
+    let named = tb.dir.path().join(&name);
+    std::fs::copy(&marker, &named).unwrap();
+    tb.ok(&["cp", named.to_str().unwrap(), "stopped:/root/abs/"]);
+    tb.ok(&["cp", named.to_str().unwrap(), "stopped:/root/up/"]);
+    assert!(
+        !std::path::Path::new("/etc").join(&name).exists(),
+        "cp into a stopped container wrote the host's /etc"
+    );
+    let back = tb.dir.path().join("back");
+    tb.ok(&[
+        "cp",
+        &format!("stopped:/etc/{name}"),
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "from-host");
+    tb.fails(
+        &["cp", "stopped:/nonexistent", out.to_str().unwrap()],
+        125,
+        "no such file",
+    );
+    // what cp put in shows as a change, and the workload sees it when started again
+    assert!(tb
+        .ok(&["diff", "stopped"])
+        .contains(&format!("A /etc/{name}")));
+    tb.ok(&["rm", "stopped"]);
+    tb.assert_clean(&[]);
+}
+
+#[test]
 fn export_import_history_prune_and_df() {
     let tb = Tb::new();
     tb.ok(&[
@@ -201,6 +259,17 @@ fn export_import_history_prune_and_df() {
     );
     assert_eq!(tb.blob_count(), before);
     tb.fails(&["export", "nosuchcontainer"], 125, "no such container");
+    // diff, as Docker prints it: the added file, its directory, the deletion
+    let diff = tb.ok(&["diff", "src"]);
+    for want in [
+        "C /root\n",
+        "A /root/new.txt\n",
+        "C /etc\n",
+        "D /etc/group\n",
+    ] {
+        assert!(diff.contains(want), "{want:?} in {diff}");
+    }
+    tb.fails(&["diff", "nosuchcontainer"], 125, "no such container");
     tb.ok(&["rm", "src"]);
     tb.ok(&["image", "prune", "-a"]);
     assert_eq!(tb.ok(&["images", "-q"]), "");

@@ -456,6 +456,17 @@ pub fn cpu(
 }
 
 const IO_SCRIPT: &str = "dd if=/dev/zero of=/tmp/tb-io bs=1M count=64 conv=fsync 2>/dev/null && dd if=/tmp/tb-io of=/dev/null bs=1M 2>/dev/null; rm -f /tmp/tb-io";
+/// Metadata-heavy: /bin and /etc (busybox: ~400 links and small files) tarred and
+/// untarred five times over, synced and deleted.
+const META_SCRIPT: &str = "for i in 1 2 3 4 5; do mkdir -p /tmp/tb-meta && tar -cf - -C / bin etc | tar -xf - -C /tmp/tb-meta && sync && rm -rf /tmp/tb-meta; done";
+
+/// The two io workloads, with their name and the directory they use as /tmp.
+fn io_workloads(dir: &str) -> [(&'static str, String); 2] {
+    [
+        ("write+fsync+read 64 MiB", IO_SCRIPT.replace("/tmp/", dir)),
+        ("untar /bin+/etc x5", META_SCRIPT.replace("/tmp/", dir)),
+    ]
+}
 
 pub fn io(
     engine: &crate::engine::Engine,
@@ -467,42 +478,141 @@ pub fn io(
     // The host writes where the containers' writable layers live.
     let dir = engine.paths.root.join("bench-io");
     let _ = std::fs::create_dir_all(&dir);
-    let host_script = IO_SCRIPT.replace("/tmp/tb-io", &dir.join("f").display().to_string());
-    match timed_inside(engine, None, &[], &host_script, runs) {
-        Ok(v) => out.push(series(
-            &format!("host filesystem ({location})"),
-            location,
-            v,
-        )),
-        Err(e) => out.push(skipped("host filesystem", &e)),
+    for (what, script) in io_workloads(&format!("{}/", dir.display())) {
+        let name = format!("{what}: host filesystem ({location})");
+        match timed_inside(engine, None, &[], &script, runs) {
+            Ok(v) => out.push(series(&name, location, v)),
+            Err(e) => out.push(skipped(&name, &e)),
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     for iso in isolations {
-        let name = format!("twinbox --isolation {iso} (writable layer)");
-        out.push(measured(
-            &name,
-            location,
-            timed_inside(engine, Some(iso), &[], IO_SCRIPT, runs),
-        ));
-        // A volume: a bind mount of a host directory for a process container, a
-        // virtio-blk disk for a microVM (the copy in and out is outside the timing).
-        let name = format!("twinbox --isolation {iso} (volume)");
+        // A process container's writable layer is an overlay on the host and its
+        // volume a bind mount; a microVM reaches both through virtio-fs.
+        let via = if *iso == "vm" { ", virtio-fs" } else { "" };
         let vol = format!("tb-bench-io-{}", std::process::id());
-        let script = IO_SCRIPT.replace("/tmp/tb-io", "/vol/tb-io");
-        out.push(measured(
-            &name,
-            location,
-            timed_inside(
-                engine,
-                Some(iso),
-                &["-v", &format!("{vol}:/vol")],
-                &script,
-                runs,
-            ),
-        ));
+        for (what, script) in io_workloads("/tmp/") {
+            let name = format!("{what}: --isolation {iso} (writable layer{via})");
+            out.push(measured(
+                &name,
+                location,
+                timed_inside(engine, Some(iso), &[], &script, runs),
+            ));
+        }
+        for (what, script) in io_workloads("/vol/") {
+            let name = format!("{what}: --isolation {iso} (volume{via})");
+            out.push(measured(
+                &name,
+                location,
+                timed_inside(
+                    engine,
+                    Some(iso),
+                    &["-v", &format!("{vol}:/vol")],
+                    &script,
+                    runs,
+                ),
+            ));
+        }
         let _ = engine.volume_remove(&vol);
+        if *iso == "vm" {
+            out.extend(io_virtio_blk(engine, runs, location));
+        }
     }
     out
+}
+
+/// The same workloads in a bare microVM on an ext4 virtio-blk disk (what microVM
+/// roots and volumes were before virtio-fs): the host makes an empty ext4 file with
+/// mkfs.ext4 and never mounts it; the guest's init mounts it, times each workload with
+/// `time -p` on the console, and powers off.
+fn io_virtio_blk(engine: &crate::engine::Engine, runs: usize, location: &str) -> Vec<Series> {
+    let names: Vec<String> = io_workloads("/d/")
+        .iter()
+        .map(|(what, _)| format!("{what}: bare microVM (ext4 on virtio-blk)"))
+        .collect();
+    let fail = |e: &str| names.iter().map(|n| skipped(n, e)).collect::<Vec<_>>();
+    let Some(kernel) = crate::lab::guest_kernel(&crate::lab::default_cache()) else {
+        return fail("no guest kernel (kernel-config/build.sh)");
+    };
+    let Some(mkfs) = which("mkfs.ext4") else {
+        return fail("mkfs.ext4 not found: install e2fsprogs");
+    };
+    let work = match tempfile::tempdir() {
+        Ok(w) => w,
+        Err(e) => return fail(&e.to_string()),
+    };
+    let disk = work.path().join("disk.ext4");
+    let initrd = work.path().join("io.cpio");
+    let mut script = String::from(
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmkdir -p /d && mount -t ext4 /dev/vda /d\n",
+    );
+    for (k, (_, s)) in io_workloads("/d/").iter().enumerate() {
+        script += &format!("echo tb-io-{k}; time -p sh -c '{s}'\n");
+    }
+    script += "umount /d; reboot -f\n";
+    let made = (|| -> Result<(), String> {
+        let f = std::fs::File::create(&disk).map_err(|e| e.to_string())?;
+        f.set_len(1 << 30).map_err(|e| e.to_string())?;
+        let o = Command::new(&mkfs)
+            .args(["-q", "-F", "-E", "lazy_itable_init=1,lazy_journal_init=1"])
+            .arg(&disk)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !o.status.success() {
+            return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
+        }
+        let busybox = std::fs::read("/bin/busybox").map_err(|e| format!("/bin/busybox: {e}"))?;
+        let f = std::fs::File::create(&initrd).map_err(|e| e.to_string())?;
+        let mut w = CpioWriter::new(std::io::BufWriter::new(f));
+        (|| -> std::io::Result<()> {
+            for d in ["bin", "proc", "etc", "dev"] {
+                w.dir(d, 0o755)?;
+            }
+            w.file("bin/busybox", 0o755, &busybox)?;
+            w.file("etc/hostname", 0o644, b"bench\n")?;
+            w.file("init", 0o755, script.as_bytes())?;
+            w.finish().map(|_| ())
+        })()
+        .map_err(|e| e.to_string())
+    })();
+    if let Err(e) = made {
+        return fail(&e);
+    }
+    let mut samples = vec![Vec::new(); names.len()];
+    for i in 0..=runs {
+        let o = twinbox(&engine.paths)
+            .arg("vm-boot")
+            .arg("--kernel")
+            .arg(&kernel)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--disk")
+            .arg(&disk)
+            .args(["--quiet", "--timeout", "300"])
+            .output();
+        let o = match o {
+            Ok(o) => o,
+            Err(e) => return fail(&e.to_string()),
+        };
+        let console = String::from_utf8_lossy(&o.stderr);
+        for (k, v) in samples.iter_mut().enumerate() {
+            let after = console.split(&format!("tb-io-{k}")).nth(1).unwrap_or("");
+            let Some(ms) = real_ms(after) else {
+                return fail(&format!(
+                    "no timing on the console: {}",
+                    console.lines().last().unwrap_or("").trim()
+                ));
+            };
+            if i > 0 {
+                v.push(ms);
+            }
+        }
+    }
+    names
+        .iter()
+        .zip(samples)
+        .map(|(n, v)| series(n, location, v))
+        .collect()
 }
 
 /// Proportional set size of `pid` and all its descendants, bytes.

@@ -108,6 +108,8 @@ pub enum Command {
     Load(image::LoadArgs),
     /// Import a root filesystem tarball as an image
     Import(image::ImportArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff { container: String },
     /// Export a container's filesystem as a tar archive
     Export {
         /// Write to a file instead of standard output
@@ -245,6 +247,12 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Exec(a) => container::exec(&engine, a),
         Command::Attach { container } => container::attach(&engine, &container),
         Command::Cp { src, dst } => container::cp(&engine, &src, &dst),
+        Command::Diff { container } => {
+            for (kind, path) in engine.diff(&container)? {
+                println!("{} {path}", kind.letter());
+            }
+            Ok(0)
+        }
         Command::Top { container } => container::top(&engine, &container),
         Command::Stats(a) => container::stats(&engine, a),
         Command::Container(c) => container::container_command(&engine, c),

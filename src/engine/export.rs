@@ -240,6 +240,20 @@ impl Engine {
 }
 
 impl Engine {
+    /// `diff`: the container's changes over its image, as Docker lists them (both
+    /// models: a microVM writes its upper directory on the host through virtio-fs).
+    pub fn diff(
+        &self,
+        container: &str,
+    ) -> Result<Vec<(crate::image::changes::Change, String)>, EngineError> {
+        let rec = self.get(container)?;
+        let upper = self.paths.container_dir(&rec.id).join("upper");
+        let lowers: Vec<std::path::PathBuf> =
+            rec.layers.iter().map(std::path::PathBuf::from).collect();
+        crate::image::changes::changes(&upper, &lowers)
+            .map_err(io_err(format!("cannot read the changes of {}", rec.name)))
+    }
+
     /// The container's changes (its upper directory) as an uncompressed OCI layer.
     fn container_diff(
         &self,

@@ -1,8 +1,8 @@
 //! A container's changes as an OCI layer: its overlay upper directory packed as a tar
 //! stream, overlay's whiteouts (0/0 character devices) turned into `.wh.<name>`
 //! files and opaque directories (`trusted.overlay.opaque=y`) into `.wh..wh..opq`.
-//! Used by `commit` for both models (a microVM's upper directory is read from its
-//! scratch disk).
+//! Used by `commit` for both models (a microVM writes its upper directory on the
+//! host through virtio-fs).
 
 use std::fs;
 use std::io::{self, Write};

@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod blob;
 mod builtin;
+pub mod changes;
 pub mod diff;
 mod reference;
 pub mod registry;

@@ -68,28 +68,38 @@ impl Engine {
             )));
         }
         let dir = self.paths.container_dir(&rec.id);
-        let lower: Vec<PathBuf> = rec.layers.iter().map(PathBuf::from).collect();
-        let opts = crate::launch::rootfs::overlay_options_of(
-            &lower,
-            &dir.join("upper"),
-            &dir.join("work"),
-        );
+        let mut lower: Vec<PathBuf> = rec.layers.iter().map(PathBuf::from).collect();
+        let opts = if into {
+            crate::launch::rootfs::overlay_options_of(&lower, &dir.join("upper"), &dir.join("work"))
+        } else {
+            // Out: the upper directory as the top read-only layer (its whiteouts
+            // apply), no work directory: a start meanwhile gets its own overlay
+            // undisturbed.
+            lower.push(dir.join("upper"));
+            let l: Vec<String> = lower
+                .iter()
+                .rev()
+                .map(|p| p.display().to_string())
+                .collect();
+            format!("lowerdir={}", l.join(":"))
+        };
         let mnt = tempfile::Builder::new()
             .prefix("cp")
             .tempdir_in(self.images.tmp_dir())
             .map_err(io_err("temporary directory"))?;
         let me = std::env::current_exe().map_err(io_err("own executable"))?;
         let mut cmd = Command::new(me);
-        cmd.arg("cp-root")
+        cmd.arg("cp-root");
+        if into {
+            cmd.arg("--into");
+        }
+        cmd.arg("--")
             .arg(mnt.path())
             .arg(&opts)
             .arg(path)
             .stdin(if into { Stdio::piped() } else { Stdio::null() })
             .stdout(if into { Stdio::null() } else { Stdio::piped() })
             .stderr(Stdio::piped());
-        if into {
-            cmd.arg("--into");
-        }
         let child = cmd.spawn().map_err(io_err("cp helper"))?;
         Ok(CpHelper { child, _mnt: mnt })
     }

@@ -70,7 +70,12 @@ fn walk(
         if name == "." || name == ".." {
             continue;
         }
-        let st = fstatat(Some(fd), e.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        let st = match fstatat(Some(fd), e.file_name(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            // Gone since it was listed (a running container).
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
         let rel = format!("{prefix}/{name}");
         let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
         if kind == SFlag::S_IFCHR && st.st_rdev == 0 {

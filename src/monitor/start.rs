@@ -120,6 +120,7 @@ pub fn start_backend(
                     &dir.join("upper"),
                     &dir.join("work"),
                 )),
+                mknod: true,
             }];
             shares.extend(crate::volume::vm::shares(&paths.root, &rec.spec.mounts));
             let (sb, io) = VmSandbox::start(VmStart {

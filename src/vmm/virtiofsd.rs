@@ -35,6 +35,10 @@ pub struct ShareSpec {
     /// Overlay mount options (lowerdir=…,upperdir=…,workdir=…) to mount on `dir` in
     /// the daemon's own mount namespace first.
     pub overlay: Option<String>,
+    /// The guest may make device nodes here (its root: as a process container may;
+    /// never in a host directory or volume, where a node such as `b 8:0 0666` would
+    /// open the host's disk to whoever reaches the directory on the host).
+    pub mknod: bool,
 }
 
 /// A running virtiofsd; killed (if still there) and reaped when dropped.
@@ -79,6 +83,9 @@ pub fn args(s: &ShareSpec, fd: RawFd) -> Vec<String> {
     if s.read_only {
         a.push("--readonly".into());
     }
+    if !s.mknod {
+        a.push("--modcaps=-mknod".into());
+    }
     a
 }
 
@@ -105,7 +112,9 @@ pub fn start(
         )),
         None => None,
     };
-    let lfd = listener.as_raw_fd();
+    // Above 3, so the dup2 below always copies it (and clears close-on-exec).
+    let lfd = dup_high(listener.as_raw_fd()).map_err(|e| err("socket", e))?;
+    let parent = std::process::id() as i32;
     let mut cmd = Command::new(&bin);
     cmd.args(args(s, LISTEN_FD))
         .env_clear()
@@ -120,20 +129,24 @@ pub fn start(
                 return Err(std::io::Error::last_os_error());
             }
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the monitor is gone"));
+            }
             if let Some((dir, opts)) = &overlay {
                 mount_overlay(dir, opts)?;
             }
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .map_err(|e| err(&format!("start {}", bin.display()), e))?;
+    let spawned = cmd.spawn();
+    // SAFETY: closing the duplicate made above, which nothing else uses.
+    unsafe { libc::close(lfd) };
+    let child = spawned.map_err(|e| err(&format!("start {}", bin.display()), e))?;
     let daemon = Virtiofsd { child };
-    let stream = UnixStream::connect(&path).map_err(|e| err("connect", e))?;
+    let stream = UnixStream::connect(&path);
     let _ = std::fs::remove_file(&path);
     drop(listener);
-    Ok((daemon, stream))
+    Ok((daemon, stream.map_err(|e| err("connect", e))?))
 }
 
 /// In the forked child: a private mount namespace with the overlay on `dir`.
@@ -171,6 +184,16 @@ impl Virtiofsd {
     }
 }
 
+fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller keeps open.
+    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,8 +205,10 @@ mod tests {
             dir: "/v/_data".into(),
             read_only: true,
             overlay: None,
+            mknod: false,
         };
         let a = args(&s, 3);
+        assert!(a.contains(&"--modcaps=-mknod".to_string()));
         assert!(a.contains(&"--fd=3".to_string()));
         assert!(a.contains(&"--shared-dir=/v/_data".to_string()));
         assert!(a.contains(&"--readonly".to_string()));
@@ -192,10 +217,12 @@ mod tests {
         let rw = args(
             &ShareSpec {
                 read_only: false,
-                ..s
+                ..s.clone()
             },
             3,
         );
         assert!(!rw.iter().any(|x| x == "--readonly"));
+        let root = args(&ShareSpec { mknod: true, ..s }, 3);
+        assert!(!root.iter().any(|x| x.starts_with("--modcaps")));
     }
 }

@@ -38,6 +38,7 @@ pub fn shares(root: &Path, mounts: &[Mount]) -> Vec<ShareSpec> {
             dir: source_dir(root, m),
             read_only: m.readonly,
             overlay: None,
+            mknod: false,
         })
         .collect()
 }

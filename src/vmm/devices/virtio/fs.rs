@@ -33,6 +33,9 @@ const QUEUE_SIZE: u16 = 256;
 pub const TAG_LEN: usize = 36;
 const F_RING_INDIRECT_DESC: u64 = 1 << 28;
 const F_RING_EVENT_IDX: u64 = 1 << 29;
+/// How long one vhost-user round trip may take: a back end that stops answering
+/// fails the device instead of holding the device thread (and every device on it).
+const REPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -98,6 +101,8 @@ impl Fs {
     /// Take over a connection to a vhost-user-fs back end and give it guest memory.
     pub fn connect(stream: UnixStream, tag: &str, mem: &GuestMemoryMmap) -> Result<Fs, FsError> {
         let config = config_space(tag)?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        stream.set_write_timeout(Some(REPLY_TIMEOUT))?;
         let mut frontend = Frontend::from_stream(stream, QUEUES as u64);
         vh("SET_OWNER", frontend.set_owner())?;
         let features = vh("GET_FEATURES", frontend.get_features())?;
@@ -186,7 +191,9 @@ impl Fs {
             if self.protocol {
                 vh("SET_VRING_ENABLE", self.frontend.set_vring_enable(i, true))?;
             }
-            self.started.push(i);
+            if !self.started.contains(&i) {
+                self.started.push(i);
+            }
         }
         Ok(())
     }
@@ -225,6 +232,10 @@ impl VirtioDevice for Fs {
         read_config_bytes(&self.config, offset, data)
     }
     fn activate(&mut self, a: Activation) -> Result<(), String> {
+        if self.active {
+            // DRIVER_OK again without a reset: the rings are the back end's already.
+            return Ok(());
+        }
         self.pending = Some(a);
         self.active = true;
         self.wake.write(1).map_err(|e| e.to_string())

@@ -59,8 +59,10 @@ fn bench_startup_writes_samples_and_charts() {
         .find(|s| s["suite"] == "io")
         .unwrap();
     for name in [
-        "twinbox --isolation process (writable layer)",
-        "twinbox --isolation process (volume)",
+        "write+fsync+read 64 MiB: --isolation process (writable layer)",
+        "write+fsync+read 64 MiB: --isolation process (volume)",
+        "untar 400 files x5: --isolation process (writable layer)",
+        "untar 400 files x5: --isolation process (volume)",
     ] {
         let s = io["series"]
             .as_array()

@@ -88,7 +88,7 @@ fn unit(suite: &str) -> &'static str {
     match suite {
         "startup" => "ms per sandbox, start to exit (`true`)",
         "cpu" => "ms for a 300k-iteration shell loop, timed inside",
-        "io" => "ms to write 64 MiB (fsync) and read it back, and to untar /bin+/etc five times (metadata), timed inside: host, writable layer, volume; microVMs over virtio-fs and, for comparison, a bare microVM on an ext4 virtio-blk disk",
+        "io" => "ms to write 64 MiB (fsync) and read it back, and to untar 400 small files five times (metadata), timed inside: host, writable layer, volume; microVMs over virtio-fs and, for comparison, a bare microVM on an ext4 virtio-blk disk",
         "density" => "MiB of host memory (PSS of monitor and workload) per sleeping sandbox",
         "net" => "MiB/s: one TCP stream between two sandboxes (busybox nc; 64 MiB, lab 4 MiB)",
         "rtt" => "ms: ping round-trip between two sandboxes (mean of 5)",

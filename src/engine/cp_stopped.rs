@@ -16,14 +16,7 @@ use std::process::{Command, Stdio};
 /// The helper's side: mount `opts` on `dir` privately, chroot, copy.
 pub fn helper(dir: &Path, opts: &str, path: &str, into: bool) -> std::io::Result<()> {
     use nix::mount::{mount, MsFlags};
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )?;
+    crate::util::fs::private_mount_namespace(nix::sched::CloneFlags::empty())?;
     let flags = if into {
         MsFlags::empty()
     } else {

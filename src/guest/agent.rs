@@ -611,16 +611,8 @@ fn schedule_power_off(after: Duration) {
 /// others join the workload's mount namespace (whose root that is).
 fn enter_container(is_workload: bool, mnt: Option<&File>) -> Result<(), SetupError> {
     if is_workload {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        crate::util::fs::private_mount_namespace(nix::sched::CloneFlags::empty())
             .map_err(|e| SetupError::new("mount namespace", io::Error::from(e)))?;
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .map_err(|e| SetupError::new("make / private", io::Error::from(e)))?;
         let proc_dir = format!("{ROOT}/proc");
         mount(
             Some("proc"),

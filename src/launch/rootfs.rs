@@ -146,14 +146,7 @@ fn idmapped_layers(plan: &RootfsPlan, m: &RootIdmap) -> Result<RootfsPlan, Setup
 
 /// Make the mount tree private, mount the overlay root and everything under it.
 pub fn mount_all(plan: &RootfsPlan, idmap: Option<&RootIdmap>) -> Result<(), SetupError> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(nix_step("make / private"))?;
+    crate::util::fs::make_mounts_private().map_err(nix_step("make / private"))?;
     let t = &plan.target;
     match &plan.root_fs {
         Some((source, fstype)) => mount(

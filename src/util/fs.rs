@@ -179,6 +179,25 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
         .find(|p| p.exists())
 }
 
+/// Make every mount of this mount namespace private: nothing mounted here propagates
+/// to the namespace it was copied from, nor back.
+pub fn make_mounts_private() -> nix::Result<()> {
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+}
+
+/// A mount namespace of this process's own (and the namespaces in `also`), its mounts
+/// private: what it mounts from now on stays in it and goes with it.
+pub fn private_mount_namespace(also: nix::sched::CloneFlags) -> nix::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | also)?;
+    make_mounts_private()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

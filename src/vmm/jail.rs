@@ -168,16 +168,8 @@ pub fn enter(j: &JailSpec, parent: i32) -> Result<(), VmmError> {
     // A network namespace of its own too: the TAP stays usable (an open descriptor),
     // and the host's abstract unix sockets (per network namespace, not per mount
     // namespace) are out of reach.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS | nix::sched::CloneFlags::CLONE_NEWNET)
-        .map_err(jail_err("unshare"))?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(jail_err("make the mounts private"))?;
+    crate::util::fs::private_mount_namespace(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(jail_err("a private mount and network namespace"))?;
     mount(
         Some(&j.dir),
         &j.dir,

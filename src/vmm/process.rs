@@ -150,7 +150,7 @@ pub struct VmProcess {
 
 /// Duplicate `fd` above the descriptors the child is given, so the dup2s into 3, 4
 /// and 5 never overwrite a source before it is copied.
-fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {
+pub(crate) fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller keeps open.
     let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
     if r < 0 {

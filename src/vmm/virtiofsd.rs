@@ -113,7 +113,7 @@ pub fn start(
         None => None,
     };
     // Above 3, so the dup2 below always copies it (and clears close-on-exec).
-    let lfd = dup_high(listener.as_raw_fd()).map_err(|e| err("socket", e))?;
+    let lfd = super::process::dup_high(listener.as_raw_fd()).map_err(|e| err("socket", e))?;
     let parent = std::process::id() as i32;
     let mut cmd = Command::new(&bin);
     cmd.args(args(s, LISTEN_FD))
@@ -181,16 +181,6 @@ fn mount_overlay(dir: &CString, opts: &CString) -> std::io::Result<()> {
 impl Virtiofsd {
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-}
-
-fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor the caller keeps open.
-    let r = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
     }
 }
 

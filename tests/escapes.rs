@@ -597,7 +597,7 @@ fn a_log_flood_is_capped_and_tail_reads_from_the_end() {
         "busybox",
         "sh",
         "-c",
-        "yes | head -c 64000000; echo last line; sleep 0.2; echo to stderr >&2",
+        "yes | head -c 64000000; echo last line; sleep 1; echo to stderr >&2",
     ]);
     let id = inspect(&tb, "flood")["Id"].as_str().unwrap().to_string();
     let dir = tb.root().join("containers").join(&id);

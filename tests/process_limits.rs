@@ -38,10 +38,11 @@ fn pids_limit_stops_a_fork_bomb() {
             "busybox",
             "sh",
             "-c",
-            "bomb() { bomb | bomb & }; bomb; sleep 1000",
+            "sleep 1000 & bomb() { bomb | bomb & }; bomb; wait",
         ])
         .trim()
         .to_string();
+    // The sleep forks first: the workload stays up however the bomb's forks fail.
     std::thread::sleep(std::time::Duration::from_secs(2));
     let stats = tb.ok(&["stats", "--no-stream", &id]);
     let pids: u64 = stats

@@ -544,7 +544,7 @@ fn io_virtio_blk(engine: &crate::engine::Engine, runs: usize, location: &str) ->
     let disk = work.path().join("disk.ext4");
     let initrd = work.path().join("io.cpio");
     let mut script = String::from(
-        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmkdir -p /d && mount -t ext4 /dev/vda /d\n",
+        "#!/bin/busybox sh\n/bin/busybox --install -s /bin\nmount -t proc proc /proc\nmount -t devtmpfs dev /dev\nmkdir -p /d && mount -t ext4 /dev/vda /d || reboot -f\n",
     );
     for (k, (_, s)) in io_workloads("/d/").iter().enumerate() {
         script += &format!("echo tb-io-{k}; time -p sh -c '{s}'\n");

@@ -27,7 +27,7 @@ fn lab_with(script: &str, disks: &[&std::path::Path], mem: u64, smp: u8) -> (Str
     let path = dir.path().join("scenario.sh");
     std::fs::write(&path, format!("set -u\n{script}")).unwrap();
     let o = std::process::Command::new(bin())
-        .args(["lab", "--timeout", "600", "--mem", &mem.to_string()])
+        .args(["lab", "--timeout", "900", "--mem", &mem.to_string()])
         .args(["--smp", &smp.to_string()])
         .args(
             disks
@@ -351,7 +351,7 @@ chmod 755 /tmp/g/init
 echo "net=$(twinbox vm-boot --kernel /lab/vmlinux --initrd /tmp/g.cpio --tap tap0 --quiet --timeout 120 2>&1 | grep -c NET-OK)"
 wait
 vmlinuz=$(ls /lab/bzimage 2>/dev/null)
-echo "bzimage=$(twinbox vm-boot --kernel /lab/bzimage --initrd /tmp/g.cpio --quiet --timeout 300 2>&1 | grep -m1 GUEST-KERNEL= | cut -d= -f2)"
+echo "bzimage=$(twinbox vm-boot --kernel /lab/bzimage --initrd /tmp/g.cpio --quiet --timeout 600 2>&1 | grep -m1 GUEST-KERNEL= | cut -d= -f2)"
 echo "l1=$(uname -r)"
 "#);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");

@@ -107,8 +107,9 @@ pub fn profile(t: Thread) -> Profile {
         }
         Thread::Devices { shares } => {
             // virtio-fs: vhost-user messages (sendmsg/recvmsg, which carry the rings'
-            // eventfds) on the connections to virtiofsd only, descriptors 7, 8, …:
-            // nothing else can be handed a descriptor.
+            // eventfds) on descriptors 7, 8, … only, the connections to virtiofsd (a
+            // compromised thread could close one and put another socket there: the
+            // monitor's vsock listeners, which never take descriptors in).
             for k in 0..i32::from(shares) {
                 rules.push(Rule {
                     args: vec![arg(

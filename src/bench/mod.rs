@@ -209,18 +209,20 @@ fn crun_cgroup_fix() {
 
 /// A tiny initramfs whose /init reboots at once: kernel-to-userspace for any VMM.
 pub fn mini_initrd(path: &Path) -> Result<(), String> {
+    busybox_initrd(path, "#!/bin/busybox sh\n/bin/busybox reboot -f\n")
+}
+
+/// An initramfs of busybox and `init` (a script run by it).
+fn busybox_initrd(path: &Path, init: &str) -> Result<(), String> {
     let busybox = std::fs::read("/bin/busybox").map_err(|e| format!("/bin/busybox: {e}"))?;
     let f = std::fs::File::create(path).map_err(|e| e.to_string())?;
     let mut w = CpioWriter::new(std::io::BufWriter::new(f));
     (|| -> std::io::Result<()> {
-        w.dir("bin", 0o755)?;
-        w.dir("proc", 0o755)?;
+        for d in ["bin", "proc", "dev"] {
+            w.dir(d, 0o755)?;
+        }
         w.file("bin/busybox", 0o755, &busybox)?;
-        w.file(
-            "init",
-            0o755,
-            b"#!/bin/busybox sh\n/bin/busybox reboot -f\n",
-        )?;
+        w.file("init", 0o755, init.as_bytes())?;
         w.finish().map(|_| ())
     })()
     .map_err(|e| e.to_string())
@@ -561,19 +563,7 @@ fn io_virtio_blk(engine: &crate::engine::Engine, runs: usize, location: &str) ->
         if !o.status.success() {
             return Err(String::from_utf8_lossy(&o.stderr).trim().to_string());
         }
-        let busybox = std::fs::read("/bin/busybox").map_err(|e| format!("/bin/busybox: {e}"))?;
-        let f = std::fs::File::create(&initrd).map_err(|e| e.to_string())?;
-        let mut w = CpioWriter::new(std::io::BufWriter::new(f));
-        (|| -> std::io::Result<()> {
-            for d in ["bin", "proc", "etc", "dev"] {
-                w.dir(d, 0o755)?;
-            }
-            w.file("bin/busybox", 0o755, &busybox)?;
-            w.file("etc/hostname", 0o644, b"bench\n")?;
-            w.file("init", 0o755, script.as_bytes())?;
-            w.finish().map(|_| ())
-        })()
-        .map_err(|e| e.to_string())
+        busybox_initrd(&initrd, &script)
     })();
     if let Err(e) = made {
         return fail(&e);

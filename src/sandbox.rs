@@ -11,13 +11,14 @@ use thiserror::Error;
 
 /// Called as each start-up step completes: (step, duration). Drives `--explain` and
 /// the phase columns of `compare`.
-pub type Trace = std::sync::Arc<dyn Fn(&str, std::time::Duration) + Send + Sync>;
+pub type Trace = std::sync::Arc<dyn Fn(crate::phase::Phase, std::time::Duration) + Send + Sync>;
 
 /// What a finished sandbox cost, recorded by the monitor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     /// Start-up steps and their durations, in order (milliseconds).
-    pub phases: Vec<(String, f64)>,
+    #[serde(deserialize_with = "crate::phase::deserialize_timings")]
+    pub phases: Vec<(crate::phase::Phase, f64)>,
     /// CPU time of the monitor process (for vm: includes the vCPU threads).
     pub monitor_cpu_ms: f64,
     /// Peak RSS of the monitor process (for vm: the VMM, guest pages it touched included).

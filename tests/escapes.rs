@@ -449,17 +449,17 @@ fn capabilities_privileged_read_only_and_devices() {
         u64::from_str_radix(&status_field(&sh(&tb, flags, status), "CapEff"), 16).unwrap()
     };
     assert_eq!(eff(&["--cap-drop", "ALL"]), 0);
-    assert_eq!(eff(&[]), twinbox::launch::caps::default_mask());
+    assert_eq!(eff(&[]), twinbox::init::caps::default_mask());
     assert_eq!(
         eff(&["--cap-drop", "ALL", "--cap-add", "net_admin"]),
         1 << 12
     );
     assert_eq!(
         eff(&["--cap-add", "CAP_SYS_ADMIN", "--cap-drop", "NET_RAW"]),
-        (twinbox::launch::caps::default_mask() | 1 << 21) & !(1 << 13)
+        (twinbox::init::caps::default_mask() | 1 << 21) & !(1 << 13)
     );
-    let bounding = twinbox::launch::caps::own_bounding()
-        & twinbox::launch::caps::all_mask(twinbox::launch::caps::last_cap());
+    let bounding = twinbox::init::caps::own_bounding()
+        & twinbox::init::caps::all_mask(twinbox::init::caps::last_cap());
     assert_eq!(eff(&["--privileged"]), bounding);
     assert_eq!(
         status_field(&sh(&tb, &[], status), "CapInh"),

@@ -130,7 +130,7 @@ fn capabilities_and_masked_paths_match_docker() {
         "run", "--rm", "busybox", "sh", "-c",
         "grep CapEff /proc/self/status; grep -E 'NoNewPrivs|Seccomp:' /proc/self/status | tr '\\n' ' '; echo; cat /proc/kcore | wc -c; echo x > /proc/sysrq-trigger 2>/dev/null && echo writable || echo readonly; touch /sys/x 2>/dev/null && echo syswritable || echo sysro",
     ]);
-    let want_mask = twinbox::launch::caps::default_mask();
+    let want_mask = twinbox::init::caps::default_mask();
     assert!(out.contains(&format!("CapEff:\t{want_mask:016x}")), "{out}");
     // Docker's defaults: no no_new_privs (setuid programs work inside), its seccomp
     // filter on.

@@ -1,5 +1,5 @@
 //! The vm backend end to end. On a host whose /dev/kvm can run a standard guest these
-//! scenarios would run natively; on these machines (PVM, see LAB.md) they run inside
+//! scenarios would run natively; on these machines (PVM, see docs/lab.md §1) they run inside
 //! `twinbox lab`, an emulated machine with AMD-V. They need qemu-system-x86_64 and the
 //! guest kernel (kernel-config/build.sh), which scripts/setup.sh installs and builds; a
 //! missing piece fails the test with a message saying which.
@@ -92,7 +92,7 @@ echo "left=$(ls /var/lib/twinbox/containers | wc -l)"
     let (out, err, code) = lab_with(&script, &[&esc], 2048, 1);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     // The same confinement as a process container, applied by the agent in the guest.
-    let caps = format!("{:016x}", twinbox::launch::caps::default_mask());
+    let caps = format!("{:016x}", twinbox::init::caps::default_mask());
     assert_eq!(
         field(&out, "confined").trim(),
         format!("CapEff: {caps} NoNewPrivs: 0 Seccomp: 2"),

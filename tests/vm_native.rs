@@ -1,4 +1,4 @@
-//! The vm backend on this host's own /dev/kvm. On a PVM host (these machines, LAB.md §1)
+//! The vm backend on this host's own /dev/kvm. On a PVM host (these machines, docs/lab.md §1)
 //! the VMM still creates the VM, loads the kernel and captures its banner on the serial
 //! console, and `run --isolation vm` fails with one clear line; on a host with VT-x/AMD-V
 //! the microVM runs.

@@ -185,7 +185,7 @@ fn oci_bundle(engine: &crate::engine::Engine, dir: &Path) -> Result<PathBuf, Str
 }
 
 /// crun refuses a cgroup v2 hierarchy that holds controllers beside v1 ones (these
-/// machines: hugetlb); moving hugetlb to its own v1 hierarchy fixes that (LAB.md §6).
+/// machines: hugetlb); moving hugetlb to its own v1 hierarchy fixes that (docs/lab.md §6).
 fn crun_cgroup_fix() {
     let unified = Path::new("/sys/fs/cgroup/unified/cgroup.controllers");
     if std::fs::read_to_string(unified)
@@ -203,7 +203,7 @@ fn crun_cgroup_fix() {
                 "/sys/fs/cgroup/hugetlb",
             ])
             .status();
-        eprintln!("bench: moved hugetlb to a v1 hierarchy so crun accepts this host's cgroups (LAB.md §6)");
+        eprintln!("bench: moved hugetlb to a v1 hierarchy so crun accepts this host's cgroups (docs/lab.md §6)");
     }
 }
 

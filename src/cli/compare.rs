@@ -139,11 +139,11 @@ pub fn render(r: &Report) -> String {
         rows.push((t.to_string(), vec![String::new(); cols.len()]))
     };
     section(&mut rows, "start-up (medians)");
-    let mut names: Vec<String> = Vec::new();
+    let mut names: Vec<crate::phase::Phase> = Vec::new();
     for c in cols {
         for (n, _) in &c.phases {
             if !names.contains(n) {
-                names.push(n.clone());
+                names.push(*n);
             }
         }
     }

@@ -329,7 +329,7 @@ pub fn run(engine: &mut Engine, a: RunArgs) -> Result<i32, EngineError> {
             opts.image,
             opts.isolation.unwrap_or_default()
         );
-        engine.on_phase = Some(Box::new(crate::explain::print_step));
+        engine.on_phase = Some(Box::new(crate::phase::print_step));
     }
     let (rec, code) = engine.run(&opts, a.detach)?;
     if a.detach {

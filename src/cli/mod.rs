@@ -181,34 +181,11 @@ pub enum Command {
     },
     /// Log out from a registry
     Logout { server: String },
-    /// (internal) the per-container monitor
-    #[command(hide = true)]
-    Monitor {
-        id: String,
-        #[arg(long)]
-        ready_fd: Option<i32>,
-        #[arg(long)]
-        attach_first: bool,
-    },
 }
 
 /// Run the CLI; returns the process exit code.
 pub fn main(cli: Cli) -> Result<i32, EngineError> {
     let paths = Paths::new(&cli.root, &cli.run_root);
-    if let Command::Monitor {
-        id,
-        ready_fd,
-        attach_first,
-    } = &cli.command
-    {
-        // The monitor is long-lived and its children are containers: keep nothing we
-        // inherited but stdio and the ready pipe.
-        crate::util::fs::close_inherited_fds(&[*ready_fd]);
-        // SAFETY: the fd was handed to us by the engine as the ready pipe's write end
-        // and nothing else in this process owns it.
-        let ready = ready_fd.map(|fd| unsafe { crate::process::file_from_raw(fd) });
-        return Ok(crate::monitor::run(&paths, id, *attach_first, ready, None));
-    }
     if let Command::Version = &cli.command {
         return system::version();
     }
@@ -327,10 +304,6 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
             }
             Ok(0)
         }
-        Command::Version
-        | Command::Monitor { .. }
-        | Command::VmBoot(_)
-        | Command::Lab(_)
-        | Command::CpRoot { .. } => Ok(0),
+        Command::Version | Command::VmBoot(_) | Command::Lab(_) | Command::CpRoot { .. } => Ok(0),
     }
 }

@@ -65,11 +65,14 @@ pub fn vm_boot(a: VmBootArgs) -> Result<i32, EngineError> {
         vcpus: a.cpus,
         disks,
         shares: vec![],
-        net: a.tap.map(|tap| crate::vmm::VmNet {
-            tap,
-            mac: [0x02, 0x74, 0x62, 0x00, 0x00, 0x01],
-            open: None,
-        }),
+        net: match a.tap {
+            Some(name) => Some(crate::vmm::VmNet {
+                tap: crate::network::tap::open(&name)
+                    .map_err(|e| crate::engine::EngineError::Invalid(format!("TAP {name}: {e}")))?,
+                mac: [0x02, 0x74, 0x62, 0x00, 0x00, 0x01],
+            }),
+            None => None,
+        },
         vsock: a.vsock.map(|p| VmVsock {
             cid: 3,
             uds_base: p,

@@ -51,7 +51,7 @@ pub struct Column {
     pub isolation: String,
     /// Measured in the lab's emulated machine (absolute times are not meaningful).
     pub emulated: bool,
-    pub phases: Vec<(String, Stat)>,
+    pub phases: Vec<(crate::phase::Phase, Stat)>,
     pub wall_ms: Stat,
     pub cpu_ms: Stat,
     /// Host memory: the monitor (for vm: the VMM, without guest RAM) and the workload.
@@ -115,7 +115,7 @@ impl Engine {
         self.measured_run(&base)?;
         let mut walls = Vec::new();
         let mut cpu = Vec::new();
-        let mut phase_samples: Vec<(String, Vec<f64>)> = Vec::new();
+        let mut phase_samples: Vec<(crate::phase::Phase, Vec<f64>)> = Vec::new();
         let mut last = None;
         for _ in 0..runs.max(1) {
             let (wall, rec, out) = self.measured_run(&base)?;
@@ -125,7 +125,7 @@ impl Engine {
                 for (name, ms) in &m.phases {
                     match phase_samples.iter_mut().find(|(n, _)| n == name) {
                         Some((_, v)) => v.push(*ms),
-                        None => phase_samples.push((name.clone(), vec![*ms])),
+                        None => phase_samples.push((*name, vec![*ms])),
                     }
                 }
             }

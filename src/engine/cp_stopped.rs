@@ -63,7 +63,7 @@ impl Engine {
         let dir = self.paths.container_dir(&rec.id);
         let mut lower: Vec<PathBuf> = rec.layers.iter().map(PathBuf::from).collect();
         let opts = if into {
-            crate::launch::rootfs::overlay_options_of(&lower, &dir.join("upper"), &dir.join("work"))
+            crate::init::rootfs::overlay_options_of(&lower, &dir.join("upper"), &dir.join("work"))
         } else {
             // Out: the upper directory as the top read-only layer (its whiteouts
             // apply), no work directory: a start meanwhile gets its own overlay

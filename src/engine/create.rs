@@ -1,7 +1,7 @@
 //! `create`: image config + the user's flags -> one SandboxSpec and a container record.
 
 use super::{io_err, user, Engine, EngineError};
-use crate::launch::caps;
+use crate::init::caps;
 use crate::network::DEFAULT_NETWORK;
 use crate::spec::{
     merge_env, Isolation, NetworkMode, ProcessSpec, Resources, SandboxSpec, Seccomp, Security,
@@ -432,7 +432,7 @@ impl Engine {
             other => other.into(),
         })?;
         let layers = self.images.layer_dirs(&image)?;
-        self.phase("image", t_image.elapsed());
+        self.phase(crate::phase::Phase::Image, t_image.elapsed());
         let cfg = image.config.config().clone().unwrap_or_default();
 
         let (entrypoint, cmd) = match &o.entrypoint {
@@ -575,7 +575,7 @@ impl Engine {
             if isolation == Isolation::Vm {
                 let t = std::time::Instant::now();
                 let files = self.prepare_vm()?;
-                self.phase("vm files", t.elapsed());
+                self.phase(crate::phase::Phase::VmFiles, t.elapsed());
                 return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
             }
             Ok(rec)

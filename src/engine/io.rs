@@ -3,6 +3,7 @@
 use super::{io_err, user, Engine, EngineError};
 use crate::monitor::client::{self, DataReader, DataWriter, StreamOpts};
 use crate::monitor::logs;
+use crate::monitor::protocol::Reply;
 use crate::monitor::protocol::{self, Request};
 use crate::sandbox::{SandboxStats, TopRow};
 use crate::spec::{merge_env, ProcessSpec};
@@ -346,8 +347,10 @@ impl Engine {
                 rec.name
             )));
         }
-        let v = client::request(&self.paths.control_socket(&rec.id), &Request::Top)?;
-        serde_json::from_value(v).map_err(|e| EngineError::Invalid(format!("bad top reply: {e}")))
+        match client::request(&self.paths.control_socket(&rec.id), &Request::Top)? {
+            Reply::Top { rows } => Ok(rows),
+            other => Err(unexpected(other)),
+        }
     }
 
     pub fn stats(&self, reference: &str) -> Result<SandboxStats, EngineError> {
@@ -358,9 +361,16 @@ impl Engine {
                 rec.name
             )));
         }
-        let v = client::request(&self.paths.control_socket(&rec.id), &Request::Stats)?;
-        serde_json::from_value(v).map_err(|e| EngineError::Invalid(format!("bad stats reply: {e}")))
+        match client::request(&self.paths.control_socket(&rec.id), &Request::Stats)? {
+            Reply::Stats { stats } => Ok(stats),
+            other => Err(unexpected(other)),
+        }
     }
+}
+
+/// A monitor's reply that does not answer the request (a monitor of another version).
+fn unexpected(r: Reply) -> EngineError {
+    EngineError::Invalid(format!("unexpected reply from the monitor: {r:?}"))
 }
 
 #[cfg(test)]

@@ -2,9 +2,9 @@
 
 use super::{io_err, Engine, EngineError};
 use crate::monitor::client::{self, StreamEnd, StreamOpts};
-use crate::monitor::protocol::{self, Request};
-use crate::monitor::Ready;
+use crate::monitor::protocol::{self, Reply, Request, StartReport};
 use crate::state::{ContainerRecord, Status};
+use crate::teardown::{Occasion, Step};
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -124,42 +124,46 @@ impl Engine {
         Ok(BufReader::new(std::fs::File::from(r)))
     }
 
-    fn read_ready(&self, id: &str, r: &mut BufReader<std::fs::File>) -> Result<(), EngineError> {
+    /// The monitor's next start report; a monitor that ended without one failed.
+    fn next_report(
+        &self,
+        id: &str,
+        r: &mut BufReader<std::fs::File>,
+    ) -> Result<StartReport, EngineError> {
         let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return Err(EngineError::StartFailed {
+                message: format!(
+                    "the container's monitor exited before starting it (see {})",
+                    self.paths.monitor_log(id).display()
+                ),
+                code: 125,
+            });
+        }
+        serde_json::from_str(&line).map_err(|e| EngineError::StartFailed {
+            message: format!("bad message from the monitor: {e}"),
+            code: 125,
+        })
+    }
+
+    /// Read start reports until the start is over, passing phases to `on_phase`.
+    fn read_ready(&self, id: &str, r: &mut BufReader<std::fs::File>) -> Result<(), EngineError> {
         loop {
-            line.clear();
-            let n = r.read_line(&mut line).unwrap_or(0);
-            if n == 0 {
-                return Err(EngineError::StartFailed {
-                    message: format!(
-                        "the container's monitor exited before starting it (see {})",
-                        self.paths.monitor_log(id).display()
-                    ),
-                    code: 125,
-                });
-            }
-            if line.trim() == "listening" {
-                continue;
-            }
-            if let Some((name, ms)) = crate::monitor::parse_phase(&line) {
-                if let Some(f) = &self.on_phase {
-                    f(&name, ms);
+            match self.next_report(id, r)? {
+                StartReport::Listening => {}
+                StartReport::Phase { phase, ms } => {
+                    if let Some(f) = &self.on_phase {
+                        f(phase, ms);
+                    }
                 }
-                continue;
+                StartReport::Started => return Ok(()),
+                StartReport::Failed { error, code } => {
+                    return Err(EngineError::StartFailed {
+                        message: error,
+                        code,
+                    })
+                }
             }
-            let ready: Ready =
-                serde_json::from_str(&line).map_err(|e| EngineError::StartFailed {
-                    message: format!("bad message from the monitor: {e}"),
-                    code: 125,
-                })?;
-            return if ready.ok {
-                Ok(())
-            } else {
-                Err(EngineError::StartFailed {
-                    message: ready.error,
-                    code: ready.code,
-                })
-            };
         }
     }
 
@@ -198,22 +202,20 @@ impl Engine {
                 proxy_signals,
             } => {
                 let mut r = self.spawn_monitor(&id, true, creating.as_ref())?;
-                let mut line = String::new();
-                let _ = r.read_line(&mut line);
-                if line.trim() != "listening" {
-                    // The monitor failed before listening; its JSON line says why.
-                    let mut rest = BufReader::new(std::io::Cursor::new(line.into_bytes()));
-                    let ready: Option<Ready> = protocol::read_json_buffered(&mut rest).ok();
-                    return Err(match ready {
-                        Some(rd) => EngineError::StartFailed {
-                            message: rd.error,
-                            code: rd.code,
-                        },
-                        None => EngineError::StartFailed {
-                            message: "the container's monitor exited before starting it".into(),
+                match self.next_report(&id, &mut r)? {
+                    StartReport::Listening => {}
+                    StartReport::Failed { error, code } => {
+                        return Err(EngineError::StartFailed {
+                            message: error,
+                            code,
+                        })
+                    }
+                    other => {
+                        return Err(EngineError::StartFailed {
+                            message: format!("unexpected message from the monitor: {other:?}"),
                             code: 125,
-                        },
-                    });
+                        })
+                    }
                 }
                 let socket = self.paths.control_socket(&id);
                 let mut conn = client::connect(&socket)?;
@@ -295,8 +297,14 @@ impl Engine {
                 self.wait_until_inactive(id, Duration::from_secs(10));
             }
         }
-        let _ = self.store.remove(id);
-        let _ = std::fs::remove_dir_all(self.paths.run_dir(id));
+        match self.store.load(id) {
+            Ok(rec) => {
+                self.teardown(&rec, &Occasion::Remove { volumes: true });
+            }
+            Err(_) => {
+                self.teardown_damaged(id);
+            }
+        }
     }
 
     fn wait_until_inactive(&self, id: &str, max: Duration) {
@@ -435,15 +443,7 @@ impl Engine {
                 }
             }
         }
-        match self.store.remove(&rec.id) {
-            Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        crate::network::session::release_leases(&self.paths.root, &rec);
-        if volumes {
-            super::volumes::release_anonymous(&self.paths.root, &rec);
-        }
-        let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
+        removed(self.teardown(&rec, &Occasion::Remove { volumes }))?;
         Ok(Some(rec))
     }
 
@@ -463,17 +463,7 @@ impl Engine {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        if let Ok(cg) = crate::process::cgroups::manager(id) {
-            let _ = cg.thaw();
-            let _ = cg.kill_all();
-            let _ = cg.destroy();
-        }
-        match self.store.remove(id) {
-            Ok(()) | Err(crate::state::StateError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let _ = std::fs::remove_dir_all(self.paths.run_dir(id));
-        Ok(())
+        removed(self.teardown_damaged(id))
     }
 
     /// Block until the container exits; its exit code.
@@ -481,10 +471,10 @@ impl Engine {
         let rec = self.get(reference)?;
         let id = rec.id.clone();
         if rec.is_active() {
-            if let Ok(v) = client::request(&self.paths.control_socket(&id), &Request::Wait) {
-                if let Some(c) = v.get("exit_code").and_then(|c| c.as_i64()) {
-                    return Ok(c as i32);
-                }
+            if let Ok(Reply::Exited { exit_code: Some(c) }) =
+                client::request(&self.paths.control_socket(&id), &Request::Wait)
+            {
+                return Ok(c);
             }
         }
         loop {
@@ -521,9 +511,7 @@ impl Engine {
     pub fn prune(&self) -> Result<Vec<String>, EngineError> {
         let mut removed = Vec::new();
         for rec in self.list(true)? {
-            if !rec.is_active() && self.store.remove(&rec.id).is_ok() {
-                crate::network::session::release_leases(&self.paths.root, &rec);
-                let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
+            if !rec.is_active() && removed_ok(&self.teardown(&rec, &Occasion::Prune)) {
                 removed.push(rec.id);
             }
         }
@@ -534,6 +522,25 @@ impl Engine {
     pub fn warn(msg: &str) {
         let _ = writeln!(std::io::stderr(), "{msg}");
     }
+}
+
+/// Did a teardown remove the record?
+fn removed_ok(failed: &[(Step, String)]) -> bool {
+    !failed.iter().any(|(s, _)| *s == Step::RemoveRecord)
+}
+
+/// A teardown whose record could not be removed is an error; other failed steps are
+/// only reported (what they leave is found again by the next command).
+fn removed(failed: Vec<(Step, String)>) -> Result<(), EngineError> {
+    for (step, e) in failed {
+        if step == Step::RemoveRecord {
+            return Err(EngineError::Conflict(format!(
+                "cannot remove the record: {e}"
+            )));
+        }
+        Engine::warn(&format!("warning: {step:?}: {e}"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub use io::{CopyTarget, ExecOptions, LogOptions};
 pub use lifecycle::{parse_signal, StartMode};
 pub use network::NetworkSummary;
 pub use query::{human_duration, ContainerSummary, Info};
-pub use volumes::{release_anonymous, VolumeInfo};
+pub use volumes::VolumeInfo;
 
 use crate::image::{self, ImageError};
 use crate::monitor::client::ClientError;
@@ -78,7 +78,7 @@ pub(crate) fn io_err(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> 
 }
 
 /// Receives (step, milliseconds) for each start-up step.
-pub type PhaseHook = Box<dyn Fn(&str, f64)>;
+pub type PhaseHook = Box<dyn Fn(crate::phase::Phase, f64)>;
 
 /// The engine: state store, image store, and where runtime files live.
 pub struct Engine {
@@ -90,7 +90,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub(crate) fn phase(&self, name: &str, d: std::time::Duration) {
+    pub(crate) fn phase(&self, name: crate::phase::Phase, d: std::time::Duration) {
         if let Some(f) = &self.on_phase {
             f(name, d.as_secs_f64() * 1e3);
         }

@@ -110,11 +110,34 @@ impl Engine {
     /// Remove what a half-made container left: record, leases, anonymous volumes,
     /// runtime files.
     fn discard(&self, rec: &ContainerRecord) {
-        if let Some(rec) = self.store.remove_if_abandoned(&rec.id) {
-            crate::network::session::release_leases(&self.paths.root, &rec);
-            super::volumes::release_anonymous(&self.paths.root, &rec);
-            let _ = std::fs::remove_dir_all(self.paths.run_dir(&rec.id));
-        }
+        self.teardown(rec, &crate::teardown::Occasion::Abandoned);
+    }
+
+    /// [`Engine::teardown`] of a container whose record cannot be read.
+    pub(crate) fn teardown_damaged(&self, id: &str) -> Vec<(crate::teardown::Step, String)> {
+        let mut host = crate::teardown::Resources {
+            paths: &self.paths,
+            store: &self.store,
+            id,
+            rec: None,
+        };
+        crate::teardown::run(&mut host, &crate::teardown::Occasion::Damaged)
+    }
+
+    /// Take a container apart for `occasion` (see [`crate::teardown`]); the steps that
+    /// failed.
+    pub(crate) fn teardown(
+        &self,
+        rec: &ContainerRecord,
+        occasion: &crate::teardown::Occasion,
+    ) -> Vec<(crate::teardown::Step, String)> {
+        let mut host = crate::teardown::Resources {
+            paths: &self.paths,
+            store: &self.store,
+            id: &rec.id,
+            rec: Some(rec),
+        };
+        crate::teardown::run(&mut host, occasion)
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>, EngineError> {
@@ -226,8 +249,8 @@ impl Engine {
                         json!({})
                     },
                 },
-                "ReadonlyPaths": if hidden { json!(crate::launch::rootfs::READONLY) } else { json!([]) },
-                "MaskedPaths": if hidden { json!(crate::launch::rootfs::MASKED) } else { json!([]) },
+                "ReadonlyPaths": if hidden { json!(crate::init::rootfs::READONLY) } else { json!([]) },
+                "MaskedPaths": if hidden { json!(crate::init::rootfs::MASKED) } else { json!([]) },
             },
             "Mounts": r.spec.mounts.iter().map(|m| {
                 let source = match m.kind {

@@ -3,7 +3,6 @@
 
 use super::{Engine, EngineError};
 use crate::spec::{Isolation, Mount, MountKind};
-use crate::state::ContainerRecord;
 use crate::volume::{Volume, VolumeStore};
 use std::collections::BTreeMap;
 
@@ -12,42 +11,6 @@ pub struct VolumeInfo {
     pub volume: Volume,
     pub mountpoint: String,
     pub users: Vec<String>,
-}
-
-/// Names of the volumes some container other than `except` names.
-fn named_by_others(
-    root: &std::path::Path,
-    except: &str,
-) -> Option<std::collections::HashSet<String>> {
-    let store = crate::state::Store::open(root).ok()?;
-    Some(
-        store
-            .list()
-            .ok()?
-            .into_iter()
-            .filter(|r| r.id != except)
-            .flat_map(|r| r.spec.mounts)
-            .filter(|m| m.kind == MountKind::Volume)
-            .map(|m| m.source)
-            .collect(),
-    )
-}
-
-/// Remove the anonymous volumes of a removed container (`rm -v`, `run --rm`) that no
-/// other container names (`-v <its id>:/x` makes one shared).
-pub fn release_anonymous(root: &std::path::Path, rec: &ContainerRecord) {
-    let Ok(vs) = VolumeStore::open(root) else {
-        return;
-    };
-    let Ok(_l) = vs.lock() else { return };
-    let Some(others) = named_by_others(root, &rec.id) else {
-        return;
-    };
-    for m in &rec.spec.mounts {
-        if m.kind == MountKind::Volume && m.anonymous && !others.contains(&m.source) {
-            let _ = vs.remove(&m.source);
-        }
-    }
 }
 
 impl Engine {
@@ -142,7 +105,8 @@ impl Engine {
         }
         if let Ok(vs) = self.volume_store() {
             if let Ok(_l) = vs.lock() {
-                let others = named_by_others(&self.paths.root, id).unwrap_or_default();
+                let others =
+                    crate::teardown::named_by_others(&self.paths.root, id).unwrap_or_default();
                 for n in made.iter().filter(|n| !others.contains(*n)) {
                     let _ = vs.remove(n);
                 }

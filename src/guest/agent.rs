@@ -7,11 +7,11 @@
 //! workload ends it reports the exit status and powers the VM off.
 
 use super::protocol::{self, AgentMsg, HostMsg, Kind};
-use crate::launch::mounts::{MountSource, PlannedMount};
-use crate::launch::reaper::Reaper;
-use crate::launch::rootfs::{self, RootfsPlan};
-use crate::launch::stdio::make_stdio;
-use crate::launch::{
+use crate::init::mounts::{MountSource, PlannedMount};
+use crate::init::reaper::Reaper;
+use crate::init::rootfs::{self, RootfsPlan};
+use crate::init::stdio::make_stdio;
+use crate::init::{
     caps, fork_in, pipe, read_report, set_winsize, setup_to_error, workload, PidNs, SetupError,
 };
 use crate::sandbox::ExitInfo;
@@ -223,7 +223,7 @@ struct Agent {
     reaper: Reaper,
     cap_last: u32,
     /// The container's confinement, from the start message; execs get the same.
-    confinement: Mutex<crate::launch::confine::Confinement>,
+    confinement: Mutex<crate::init::confine::Confinement>,
     oom_base: u64,
     workload: Mutex<Option<i32>>,
 }

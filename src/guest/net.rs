@@ -1,7 +1,7 @@
 //! The guest's network: eth0 as the spec says (address, up, default route), and the
 //! DNS relay that carries queries for 127.0.0.11 to the host's responder over vsock.
 
-use crate::launch::SetupError;
+use crate::init::SetupError;
 use crate::network::netlink::{self, Netlink};
 use crate::spec::{SandboxSpec, EMBEDDED_DNS};
 use std::collections::HashMap;

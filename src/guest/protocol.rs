@@ -18,33 +18,17 @@ pub const DNS_PORT: u32 = 53;
 /// The virtio-fs tag of the container's root: the host's overlay of the image's layers
 /// and the container's writable layer, as a process container gets it.
 pub const ROOT_SHARE: &str = "twinbox-root";
-/// Bounds a frame so a corrupt stream cannot make us allocate without limit.
-pub const MAX_FRAME: usize = 1 << 20;
+pub use crate::util::frame::MAX_FRAME;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    Json = 0,
-    Stdin = 1,
-    Stdout = 2,
-    Stderr = 3,
-    StdinEof = 4,
-    Data = 5,
-    DataEof = 6,
-}
-
-impl Kind {
-    fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            0 => Kind::Json,
-            1 => Kind::Stdin,
-            2 => Kind::Stdout,
-            3 => Kind::Stderr,
-            4 => Kind::StdinEof,
-            5 => Kind::Data,
-            6 => Kind::DataEof,
-            _ => return None,
-        })
+crate::frame_kinds! {
+    pub enum Kind {
+        Json = 0,
+        Stdin = 1,
+        Stdout = 2,
+        Stderr = 3,
+        StdinEof = 4,
+        Data = 5,
+        DataEof = 6,
     }
 }
 
@@ -60,7 +44,7 @@ pub enum HostMsg {
         /// Capabilities, no_new_privs and the compiled seccomp filter (for the workload
         /// and every exec). Required: an agent that would not apply it is refused by
         /// its version.
-        confinement: crate::launch::confine::Confinement,
+        confinement: crate::init::confine::Confinement,
     },
     Exec {
         process: ProcessSpec,
@@ -113,15 +97,7 @@ pub enum AgentMsg {
 }
 
 pub fn write_frame(w: &mut dyn Write, kind: Kind, stream: u32, payload: &[u8]) -> io::Result<()> {
-    let mut hdr = [0u8; 9];
-    hdr[0] = kind as u8;
-    hdr[1..5].copy_from_slice(&stream.to_be_bytes());
-    hdr[5..9].copy_from_slice(&(payload.len() as u32).to_be_bytes());
-    let mut buf = Vec::with_capacity(9 + payload.len());
-    buf.extend_from_slice(&hdr);
-    buf.extend_from_slice(payload);
-    w.write_all(&buf)?;
-    w.flush()
+    crate::util::frame::write(w, kind, stream, payload)
 }
 
 pub fn write_json<T: Serialize>(w: &mut dyn Write, stream: u32, msg: &T) -> io::Result<()> {
@@ -131,23 +107,7 @@ pub fn write_json<T: Serialize>(w: &mut dyn Write, stream: u32, msg: &T) -> io::
 
 /// One frame: (kind, stream, payload); `Ok(None)` at a clean EOF.
 pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<(Kind, u32, Vec<u8>)>> {
-    let mut hdr = [0u8; 9];
-    if !crate::util::frame::read_header(r, &mut hdr)? {
-        return Ok(None);
-    }
-    let kind = Kind::from_u8(hdr[0])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;
-    let stream = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]);
-    let len = u32::from_be_bytes([hdr[5], hdr[6], hdr[7], hdr[8]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
-    }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
-    Ok(Some((kind, stream, payload)))
+    crate::util::frame::read(r)
 }
 
 pub fn parse_json<T: for<'de> Deserialize<'de>>(p: &[u8]) -> io::Result<T> {
@@ -231,7 +191,7 @@ mod tests {
         let m = HostMsg::Start {
             spec: Box::new(spec.clone()),
             etc: vec![("/etc/hostname".into(), "h\n".into())],
-            confinement: crate::launch::confine::Confinement {
+            confinement: crate::init::confine::Confinement {
                 seccomp: Some(vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]),
                 ..Default::default()
             },

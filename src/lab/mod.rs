@@ -1,6 +1,6 @@
 //! `twinbox lab`: run twinbox inside an emulated machine that has AMD-V.
 //!
-//! Hosts whose /dev/kvm cannot run a standard guest (PVM, see LAB.md) can still run the
+//! Hosts whose /dev/kvm cannot run a standard guest (PVM, see docs/lab.md §1) can still run the
 //! vm backend for real: qemu's TCG emulates an x86 machine with SVM and nested paging
 //! (L1); L1 boots Debian's cloud kernel, loads kvm_amd, and runs twinbox, whose VMM then
 //! uses L1's /dev/kvm. Timings in the lab are emulated: good for correctness and for
@@ -150,13 +150,13 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
     let tar = which("tar").ok_or_else(|| LabError::Tool("tar not found: install tar".into()))?;
     add_program(&mut files, &tar, "bin/tar")?;
     // virtiofsd: the back end of microVM volumes and bind mounts (virtio-fs).
-    let fsd = crate::vmm::virtiofsd::binary().map_err(|e| LabError::Tool(e.to_string()))?;
+    let fsd = crate::microvm::virtiofsd::binary().map_err(|e| LabError::Tool(e.to_string()))?;
     let fsd = std::fs::canonicalize(&fsd)
         .map_err(|e| LabError::Tool(format!("{}: {e}", fsd.display())))?;
     add_program(
         &mut files,
         &fsd,
-        crate::vmm::virtiofsd::INSTALLED.trim_start_matches('/'),
+        crate::microvm::virtiofsd::INSTALLED.trim_start_matches('/'),
     )?;
     files.push((guest_kernel.to_path_buf(), "lab/vmlinux".into()));
     // L1's own kernel is a bzImage: the VMM's bzImage path is tested with it.

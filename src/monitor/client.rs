@@ -1,7 +1,7 @@
 //! Talking to a container's monitor: simple requests, and the interactive stream used
 //! by `run`, `start -a`, `attach` and `exec` (raw terminal, detach keys, signal proxy).
 
-use super::protocol::{self, read_frame, write_frame, Kind, Request, Response};
+use super::protocol::{self, read_frame, write_frame, Kind, Reply, Request};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
@@ -32,14 +32,12 @@ pub fn connect(socket: &Path) -> Result<UnixStream, ClientError> {
 }
 
 /// Send a request and read its one-line response.
-pub fn request(socket: &Path, req: &Request) -> Result<serde_json::Value, ClientError> {
+pub fn request(socket: &Path, req: &Request) -> Result<Reply, ClientError> {
     let mut c = connect(socket)?;
     protocol::write_json_line(&mut c, req)?;
-    let resp: Response = protocol::read_json_buffered(&mut BufReader::new(c))?;
-    if resp.ok {
-        Ok(resp.data)
-    } else {
-        Err(ClientError::Refused(resp.error))
+    match protocol::read_json_buffered(&mut BufReader::new(c))? {
+        Reply::Refused { error } => Err(ClientError::Refused(error)),
+        other => Ok(other),
     }
 }
 

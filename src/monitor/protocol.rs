@@ -1,9 +1,11 @@
 //! The monitor's control socket protocol.
 //!
 //! A client connects, sends one [`Request`] as a JSON line, and gets either one
-//! [`Response`] JSON line (simple requests) or a stream of frames (attach, exec, cp):
-//! `kind: u8, len: u32 big-endian, payload`.
+//! [`Reply`] JSON line (simple requests) or a stream of frames (attach, exec, cp) in
+//! the codec of [`crate::util::frame`].
 
+use crate::phase::Phase;
+use crate::sandbox::{SandboxStats, TopRow};
 use crate::spec::ProcessSpec;
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, Read, Write};
@@ -49,99 +51,78 @@ pub enum Request {
     Stats,
 }
 
+/// The one-line answer to a simple request.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct Response {
-    pub ok: bool,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub error: String,
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub data: serde_json::Value,
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Done,
+    /// `wait`/`stop`: how the workload ended (None: the monitor did not see it).
+    Exited {
+        exit_code: Option<i32>,
+    },
+    Top {
+        rows: Vec<TopRow>,
+    },
+    Stats {
+        stats: SandboxStats,
+    },
+    /// The request failed; why.
+    Refused {
+        error: String,
+    },
 }
 
-impl Response {
-    pub fn ok(data: serde_json::Value) -> Response {
-        Response {
-            ok: true,
-            error: String::new(),
-            data,
-        }
-    }
-    pub fn err(msg: impl Into<String>) -> Response {
-        Response {
-            ok: false,
-            error: msg.into(),
-            data: serde_json::Value::Null,
-        }
-    }
+/// What the monitor tells the process that started it, one JSON line each on the
+/// ready pipe: `listening` (foreground starts only), a `phase` per start-up step, then
+/// `started` or `failed`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "report", rename_all = "snake_case")]
+pub enum StartReport {
+    /// The control socket is up: a foreground `run` attaches now, before output flows.
+    Listening,
+    /// One start-up step and its cost.
+    Phase {
+        phase: Phase,
+        ms: f64,
+    },
+    Started,
+    /// The start failed: why, and the exit code `run` should use (125/126/127).
+    Failed {
+        error: String,
+        code: i32,
+    },
 }
 
-/// Frame kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Kind {
-    Stdin = 0,
-    Stdout = 1,
-    Stderr = 2,
-    /// Payload: exit code, i32 big-endian. Ends the stream.
-    Exit = 3,
-    /// Payload: UTF-8 message, then an exit code frame may follow. Ends a cp stream.
-    Error = 4,
-    StdinEof = 5,
-    /// Payload: rows u16, cols u16, big-endian.
-    Resize = 6,
-    /// Payload: raw bytes (cp tar stream).
-    Data = 7,
-    /// End of a Data stream.
-    DataEof = 8,
-}
-
-impl Kind {
-    pub fn from_u8(b: u8) -> Option<Kind> {
-        Some(match b {
-            0 => Kind::Stdin,
-            1 => Kind::Stdout,
-            2 => Kind::Stderr,
-            3 => Kind::Exit,
-            4 => Kind::Error,
-            5 => Kind::StdinEof,
-            6 => Kind::Resize,
-            7 => Kind::Data,
-            8 => Kind::DataEof,
-            _ => return None,
-        })
+crate::frame_kinds! {
+    /// Frame kinds.
+    pub enum Kind {
+        Stdin = 0,
+        Stdout = 1,
+        Stderr = 2,
+        /// Payload: exit code, i32 big-endian. Ends the stream.
+        Exit = 3,
+        /// Payload: UTF-8 message, then an exit code frame may follow. Ends a cp stream.
+        Error = 4,
+        StdinEof = 5,
+        /// Payload: rows u16, cols u16, big-endian.
+        Resize = 6,
+        /// Payload: raw bytes (cp tar stream).
+        Data = 7,
+        /// End of a Data stream.
+        DataEof = 8,
     }
 }
 
-/// Largest payload accepted, to bound memory on a corrupt stream.
-pub const MAX_FRAME: usize = 1 << 20;
+pub use crate::util::frame::MAX_FRAME;
 
+/// Write one frame (the control socket carries one stream per connection: stream 0).
 pub fn write_frame(w: &mut dyn Write, kind: Kind, payload: &[u8]) -> io::Result<()> {
-    let mut hdr = [0u8; 5];
-    hdr[0] = kind as u8;
-    hdr[1..].copy_from_slice(&(payload.len() as u32).to_be_bytes());
-    w.write_all(&hdr)?;
-    w.write_all(payload)?;
-    w.flush()
+    crate::util::frame::write(w, kind, 0, payload)
 }
 
 /// Read one frame; `Ok(None)` on a clean EOF before a header.
 pub fn read_frame(r: &mut dyn Read) -> io::Result<Option<(Kind, Vec<u8>)>> {
-    let mut hdr = [0u8; 5];
-    if !crate::util::frame::read_header(r, &mut hdr)? {
-        return Ok(None);
-    }
-    let kind = Kind::from_u8(hdr[0])
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown frame kind"))?;
-    let len = u32::from_be_bytes([hdr[1], hdr[2], hdr[3], hdr[4]]) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
-    }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload)?;
-    Ok(Some((kind, payload)))
+    Ok(crate::util::frame::read(r)?.map(|(k, _, p)| (k, p)))
 }
 
 pub fn exit_payload(code: i32) -> [u8; 4] {

@@ -2,7 +2,7 @@
 //! socket (one thread per connection).
 
 use super::logs::{LogWriter, Stream};
-use super::protocol::{self, read_frame, write_frame, Kind, Request, Response};
+use super::protocol::{self, read_frame, write_frame, Kind, Reply, Request};
 use super::Shared;
 use crate::paths::Paths;
 use crate::sandbox::{ExecProcess, SandboxError};
@@ -82,7 +82,9 @@ pub fn spawn_accept_loop(shared: &Arc<Shared>, listener: UnixListener) {
                     Err(e) => {
                         let _ = protocol::write_json_line(
                             &mut conn,
-                            &Response::err(format!("bad request: {e}")),
+                            &Reply::Refused {
+                                error: format!("bad request: {e}"),
+                            },
                         );
                         return;
                     }
@@ -161,11 +163,10 @@ impl Drop for Pending<'_> {
     }
 }
 
-fn reply(conn: &mut UnixStream, r: Result<serde_json::Value, SandboxError>) {
-    let resp = match r {
-        Ok(v) => Response::ok(v),
-        Err(e) => Response::err(super::error_chain(&e)),
-    };
+fn reply(conn: &mut UnixStream, r: Result<Reply, SandboxError>) {
+    let resp = r.unwrap_or_else(|e| Reply::Refused {
+        error: super::error_chain(&e),
+    });
     let _ = protocol::write_json_line(conn, &resp);
 }
 
@@ -179,7 +180,9 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
             let info = shared.wait_exit(None);
             reply(
                 &mut conn,
-                Ok(serde_json::json!({ "exit_code": info.map(|i| i.code) })),
+                Ok(Reply::Exited {
+                    exit_code: info.map(|i| i.code),
+                }),
             );
         }
         Request::Kill { signal } => {
@@ -189,7 +192,7 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
             } else {
                 sb.signal(signal)
             }
-            .map(|_| serde_json::Value::Null);
+            .map(|_| Reply::Done);
             reply(&mut conn, r);
         }
         Request::Stop { signal, timeout } => {
@@ -200,7 +203,9 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
                 info = shared.wait_exit(Some(Duration::from_secs(15)));
             }
             let r = match info {
-                Some(i) => Ok(serde_json::json!({ "exit_code": i.code })),
+                Some(i) => Ok(Reply::Exited {
+                    exit_code: Some(i.code),
+                }),
                 None => Err(SandboxError::Other("the container did not stop".into())),
             };
             reply(&mut conn, r);
@@ -208,31 +213,27 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
         Request::Pause => {
             let r = sb.pause().map(|_| {
                 shared.set_status(Status::Paused);
-                serde_json::Value::Null
+                Reply::Done
             });
             reply(&mut conn, r);
         }
         Request::Resume => {
             let r = sb.resume().map(|_| {
                 shared.set_status(Status::Running);
-                serde_json::Value::Null
+                Reply::Done
             });
             reply(&mut conn, r);
         }
         Request::Resize { rows, cols } => {
             sb.resize(rows, cols);
-            reply(&mut conn, Ok(serde_json::Value::Null));
+            reply(&mut conn, Ok(Reply::Done));
         }
         Request::Top => {
-            let r = sb
-                .top()
-                .map(|rows| serde_json::to_value(rows).unwrap_or_default());
+            let r = sb.top().map(|rows| Reply::Top { rows });
             reply(&mut conn, r);
         }
         Request::Stats => {
-            let r = sb
-                .stats()
-                .map(|s| serde_json::to_value(s).unwrap_or_default());
+            let r = sb.stats().map(|stats| Reply::Stats { stats });
             reply(&mut conn, r);
         }
         Request::Exec { process, detach } => match sb.exec(&process) {

@@ -1,6 +1,8 @@
 //! Starting the backend a container's spec names.
 
-use crate::launch::rootfs::RootfsPlan;
+use crate::init::rootfs::RootfsPlan;
+use crate::microvm::virtiofsd::ShareSpec;
+use crate::microvm::{VmSandbox, VmStart};
 use crate::network::dns::Resolver;
 use crate::network::session::{self, Session, StoreResolver};
 use crate::network::NetworkError;
@@ -10,8 +12,6 @@ use crate::process::{ProcessSandbox, ProcessStart};
 use crate::sandbox::{Sandbox, SandboxError, Trace, WorkloadIo};
 use crate::spec::{Isolation, NetworkMode};
 use crate::state::{ContainerRecord, Store};
-use crate::vmm::sandbox::{VmSandbox, VmStart};
-use crate::vmm::virtiofsd::ShareSpec;
 use crate::vmm::VmNet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -25,10 +25,10 @@ fn net_err(e: NetworkError) -> SandboxError {
 fn confinement(
     paths: &Paths,
     rec: &ContainerRecord,
-) -> Result<crate::launch::confine::Confinement, SandboxError> {
+) -> Result<crate::init::confine::Confinement, SandboxError> {
     crate::security::confinement(
         &rec.spec.security,
-        crate::launch::caps::last_cap(),
+        crate::init::caps::last_cap(),
         Some(&paths.seccomp_cache()),
     )
     .map_err(|e| SandboxError::Other(crate::util::error_chain(&e)))
@@ -115,7 +115,7 @@ pub fn start_backend(
                 tag: crate::guest::protocol::ROOT_SHARE.into(),
                 dir: target,
                 read_only: false,
-                overlay: Some(crate::launch::rootfs::overlay_options_of(
+                overlay: Some(crate::init::rootfs::overlay_options_of(
                     &lower,
                     &dir.join("upper"),
                     &dir.join("work"),
@@ -139,11 +139,7 @@ pub fn start_backend(
                 net: session::attach_vm(rec, net)
                     .map_err(net_err)?
                     .zip(rec.spec.interfaces.first())
-                    .map(|(f, i)| VmNet {
-                        tap: i.host_device.clone(),
-                        mac: i.mac,
-                        open: Some(f),
-                    }),
+                    .map(|(f, i)| VmNet { tap: f, mac: i.mac }),
                 dns: rec.spec.embedded_dns.then(|| {
                     Arc::new(StoreResolver::new(store.clone(), &rec.id)) as Arc<dyn Resolver>
                 }),

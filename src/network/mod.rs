@@ -16,6 +16,7 @@ pub mod plumb;
 pub mod ports;
 pub mod session;
 pub mod store;
+pub mod tap;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};

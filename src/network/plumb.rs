@@ -183,9 +183,10 @@ pub fn attach_veth(
 /// lives as long as this file).
 pub fn open_tap(iface: &Interface, bridge_index: u32) -> Result<File, NetworkError> {
     delete_device(&iface.host_device)?;
-    let tap = crate::vmm::devices::virtio::net::open_tap(&iface.host_device).map_err(
-        NetworkError::host(format!("create TAP {}", iface.host_device)),
-    )?;
+    let tap = super::tap::open(&iface.host_device).map_err(NetworkError::host(format!(
+        "create TAP {}",
+        iface.host_device
+    )))?;
     let idx = netlink::index_of(&iface.host_device)
         .ok_or_else(|| NetworkError::Invalid(format!("TAP {} vanished", iface.host_device)))?;
     let mut n = nl()?;

@@ -4,9 +4,9 @@
 //! forks the exec'd process into the container's pid namespace — as a child of the
 //! monitor (CLONE_PARENT), which reaps it — reports its pid, and exits.
 
-use crate::launch::confine::{self, Confinement};
-use crate::launch::stdio::ChildStdio;
-use crate::launch::{workload, SetupError};
+use crate::init::confine::{self, Confinement};
+use crate::init::stdio::ChildStdio;
+use crate::init::{workload, SetupError};
 use crate::spec::ProcessSpec;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -116,7 +116,7 @@ fn run() -> io::Result<()> {
         .and_then(|_| {
             // CAP_SETGID (6), CAP_SETUID (7).
             let keep = conf.caps | (1 << 6) | (1 << 7);
-            crate::launch::caps::set_all(keep).map_err(|e| SetupError::new("set capabilities", e))
+            crate::init::caps::set_all(keep).map_err(|e| SetupError::new("set capabilities", e))
         });
     if let Err(e) = confined {
         workload::report(plan.report, &e);
@@ -124,7 +124,7 @@ fn run() -> io::Result<()> {
     }
     // SAFETY: this process is single-threaded. CLONE_PARENT makes the monitor the
     // child's parent, so the monitor reaps it.
-    let pid = match unsafe { crate::launch::fork_with(libc::CLONE_PARENT) } {
+    let pid = match unsafe { crate::init::fork_with(libc::CLONE_PARENT) } {
         Ok(pid) => pid,
         Err(e) => {
             workload::report(plan.report, &SetupError::new("fork into the container", e));

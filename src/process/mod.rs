@@ -14,11 +14,12 @@ pub mod exec_shim;
 mod nsenter;
 pub mod userns;
 
-use crate::launch::confine::Confinement;
-use crate::launch::reaper::Reaper;
-use crate::launch::rootfs::{self, RootfsPlan};
-use crate::launch::stdio::{make_stdio, ChildStdio};
-use crate::launch::{caps, pipe, read_report, setup_to_error, workload, SetupError};
+use crate::init::confine::Confinement;
+use crate::init::reaper::Reaper;
+use crate::init::rootfs::{self, RootfsPlan};
+use crate::init::stdio::{make_stdio, ChildStdio};
+use crate::init::{caps, pipe, read_report, setup_to_error, workload, SetupError};
+use crate::phase::Phase;
 use crate::sandbox::{
     ExecProcess, ExitInfo, Sandbox, SandboxError, SandboxStats, TopRow, WorkloadIo,
 };
@@ -67,7 +68,7 @@ impl ProcessSandbox {
     /// Create the container and exec its workload. On error nothing is left behind.
     pub fn start(cfg: ProcessStart) -> Result<(ProcessSandbox, WorkloadIo), SandboxError> {
         let t = Instant::now();
-        let trace = |step: &str, since: Instant| {
+        let trace = |step: Phase, since: Instant| {
             if let Some(f) = &cfg.trace {
                 f(step, since.elapsed());
             }
@@ -77,7 +78,7 @@ impl ProcessSandbox {
             let _ = cgroup.destroy();
             return Err(e.into());
         }
-        trace("cgroup", t);
+        trace(Phase::Cgroup, t);
         let result = Self::spawn(&cfg, cgroup.as_ref());
         match result {
             Ok((pid, io, master, reaper)) => {
@@ -108,7 +109,7 @@ impl ProcessSandbox {
         cfg: &ProcessStart,
         cgroup: &dyn CgroupManager,
     ) -> Result<(i32, WorkloadIo, Option<OwnedFd>, Reaper), SandboxError> {
-        let trace = |step: &str, d: std::time::Duration| {
+        let trace = |step: Phase, d: std::time::Duration| {
             if let Some(f) = &cfg.trace {
                 f(step, d);
             }
@@ -145,7 +146,7 @@ impl ProcessSandbox {
         // before this point, so no lock can be held by a thread that does not exist in
         // the child.
         let pid =
-            unsafe { crate::launch::fork_with(flags) }.map_err(|source| SandboxError::Setup {
+            unsafe { crate::init::fork_with(flags) }.map_err(|source| SandboxError::Setup {
                 step: "clone with new namespaces".into(),
                 source,
             })?;
@@ -167,7 +168,7 @@ impl ProcessSandbox {
             unsafe { libc::_exit(125) };
         }
         let pid = pid as i32;
-        trace("clone", t_clone.elapsed());
+        trace(Phase::Clone, t_clone.elapsed());
         let reaper = Reaper::start();
         reaper.forked();
         drop(go_r);
@@ -181,11 +182,11 @@ impl ProcessSandbox {
         };
         let t_join = Instant::now();
         cgroup.add(pid).map_err(|e| fail(e.into()))?;
-        trace("cgroup join", t_join.elapsed());
+        trace(Phase::CgroupJoin, t_join.elapsed());
         if let Some(hook) = &cfg.net_hook {
             let t_net = Instant::now();
             hook(pid).map_err(fail)?;
-            trace("network", t_net.elapsed());
+            trace(Phase::Network, t_net.elapsed());
         }
         let go_at = crate::util::clock::monotonic_ns();
         go_w.write_all(b"g").map_err(|e| fail(e.into()))?;
@@ -217,9 +218,9 @@ impl ProcessSandbox {
         let mut last = go_at;
         for line in steps.lines() {
             if let Some((name, ns)) = line.split_once('\t') {
-                if let Ok(ns) = ns.parse::<u64>() {
+                if let (Some(step), Ok(ns)) = (Phase::from_name(name), ns.parse::<u64>()) {
                     trace(
-                        name,
+                        step,
                         std::time::Duration::from_nanos(ns.saturating_sub(last)),
                     );
                     last = ns;
@@ -227,7 +228,7 @@ impl ProcessSandbox {
             }
         }
         trace(
-            "exec",
+            Phase::Exec,
             std::time::Duration::from_nanos(exec_done.saturating_sub(last)),
         );
         Ok((pid, io, master, reaper))
@@ -251,7 +252,7 @@ impl ProcessSandbox {
             );
         }
         let mut timing = timing;
-        let mut mark = |step: &str| {
+        let mut mark = |step: Phase| {
             let _ = writeln!(timing, "{step}\t{}", crate::util::clock::monotonic_ns());
         };
         let mut run = || -> Result<(), SetupError> {
@@ -271,20 +272,20 @@ impl ProcessSandbox {
                 userns::unprivileged_network()?;
             }
             rootfs::mount_all(&cfg.rootfs, idmap.as_ref())?;
-            mark("rootfs");
+            mark(Phase::Rootfs);
             rootfs::pivot(&cfg.rootfs.target)?;
-            mark("pivot_root");
+            mark(Phase::PivotRoot);
             let sec = &cfg.spec.security;
             if !sec.privileged && !sec.unmask_system_paths {
                 rootfs::mask_and_protect(std::path::Path::new("/"))?;
             }
-            mark("masked paths");
+            mark(Phase::MaskedPaths);
             nix::unistd::sethostname(&cfg.spec.hostname)
                 .map_err(|e| SetupError::new("sethostname", std::io::Error::from(e)))?;
             if cfg.spec.network != NetworkMode::Host {
                 workload::loopback_up()?;
             }
-            mark("hostname+network");
+            mark(Phase::HostnameNetwork);
             Ok(())
         };
         if let Err(e) = run() {
@@ -358,7 +359,7 @@ impl Sandbox for ProcessSandbox {
 
     fn resize(&self, rows: u16, cols: u16) {
         if let Some(m) = &self.tty_master {
-            crate::launch::set_winsize(m, rows, cols);
+            crate::init::set_winsize(m, rows, cols);
         }
     }
 

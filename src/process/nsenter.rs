@@ -16,11 +16,11 @@
 
 use super::cgroups::CgroupManager;
 use super::exec_shim::{ShimPlan, StdioFds, SHIM_ARG0};
-use crate::launch::caps;
-use crate::launch::confine::{self, Confinement};
-use crate::launch::reaper::Reaper;
-use crate::launch::stdio::{make_stdio, ChildStdio};
-use crate::launch::{pipe, read_report, set_winsize, setup_to_error, workload, SetupError};
+use crate::init::caps;
+use crate::init::confine::{self, Confinement};
+use crate::init::reaper::Reaper;
+use crate::init::stdio::{make_stdio, ChildStdio};
+use crate::init::{pipe, read_report, set_winsize, setup_to_error, workload, SetupError};
 use crate::sandbox::{ExecProcess, SandboxError, WorkloadIo};
 use crate::spec::ProcessSpec;
 use nix::sched::{setns, CloneFlags};
@@ -183,7 +183,7 @@ pub fn exec(
     ];
     let child_fds = (child_stdio, pid_w, plan);
     let rep_w_fd = rep_w.as_raw_fd();
-    let shim = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
+    let shim = crate::init::fork_in(crate::init::PidNs::Inherit, move || {
         let _keep_open = child_fds;
         // Nothing of the monitor's reaches the container: stdio on the host's
         // /dev/null, every other descriptor closed at execve but the plan's.
@@ -315,7 +315,7 @@ where
         go_w.as_raw_fd(),
     ];
     let cap_last = caps::last_cap();
-    let child = crate::launch::fork_in(crate::launch::PidNs::Inherit, move || {
+    let child = crate::init::fork_in(crate::init::PidNs::Inherit, move || {
         for fd in parent_ends {
             // SAFETY: closing this child's copies of the parent's ends.
             unsafe { libc::close(fd) };

@@ -2,7 +2,7 @@
 //! id, and its root filesystem still shows the image's owners.
 //!
 //! The image layers stay as they are on disk (shared with every other container); the
-//! container's init mounts *idmapped* views of them (`launch::mounts::mount_idmapped`:
+//! container's init mounts *idmapped* views of them (`init::mounts::mount_idmapped`:
 //! a mount whose ids are translated through the container's mapping) and overlays
 //! those, while it still has the host's privileges. Then it moves into a new user
 //! namespace whose maps the monitor writes, and becomes root there — host uid
@@ -33,7 +33,7 @@ pub fn write_maps(pid: i32, map: &IdMap) -> io::Result<()> {
 pub fn mapping_namespace(map: &IdMap) -> io::Result<OwnedFd> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
     // SAFETY: the child only blocks on the pipe and exits, touching no locks.
-    let pid = unsafe { crate::launch::fork_with(libc::CLONE_NEWUSER) }?;
+    let pid = unsafe { crate::init::fork_with(libc::CLONE_NEWUSER) }?;
     if pid == 0 {
         drop(w);
         let mut b = [0u8; 1];
@@ -83,13 +83,13 @@ pub fn serve(pid: i32, map: &IdMap, mut ask: File, mut done: File) -> io::Result
 /// In a remapped container's network namespace (owned by the host's user namespace,
 /// so its root has no capability there): low ports and ICMP sockets for everyone, as
 /// Docker sets for every container.
-pub fn unprivileged_network() -> Result<(), crate::launch::SetupError> {
+pub fn unprivileged_network() -> Result<(), crate::init::SetupError> {
     for (k, v) in [
         ("net/ipv4/ip_unprivileged_port_start", "0"),
         ("net/ipv4/ping_group_range", "0 2147483647"),
     ] {
         std::fs::write(Path::new("/proc/sys").join(k), v)
-            .map_err(|e| crate::launch::SetupError::new(format!("set {k}"), e))?;
+            .map_err(|e| crate::init::SetupError::new(format!("set {k}"), e))?;
     }
     Ok(())
 }

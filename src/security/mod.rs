@@ -1,5 +1,5 @@
 //! From what a container asks for (`spec::Security`: --privileged, --cap-add/--cap-drop,
-//! --security-opt) to what confines its processes (`launch::confine::Confinement`):
+//! --security-opt) to what confines its processes (`init::confine::Confinement`):
 //! the capability set and a compiled seccomp filter. Runs on the host, for both
 //! models. docs/security.md puts the defaults beside Docker's.
 
@@ -7,8 +7,8 @@ pub mod docker_profile;
 pub mod seccomp;
 pub mod subid;
 
-use crate::launch::caps;
-use crate::launch::confine::Confinement;
+use crate::init::caps;
+use crate::init::confine::Confinement;
 use crate::spec::{Seccomp, Security};
 
 pub use seccomp::SeccompError;

@@ -221,7 +221,7 @@ pub fn compile(profile: &Profile, caps: u64) -> Result<Vec<u8>, SeccompError> {
             ctx.add_arch(a).map_err(cerr)?;
         }
     }
-    let names = crate::launch::caps::names(caps);
+    let names = crate::init::caps::names(caps);
     let kernel = kernel_version();
     for r in profile
         .syscalls
@@ -271,10 +271,10 @@ mod tests {
         let p = super::super::docker_profile::profile();
         let text = serde_json::to_string(&p).unwrap();
         assert_eq!(parse(&text).unwrap(), p);
-        let prog = compile(&p, crate::launch::caps::default_mask()).unwrap();
+        let prog = compile(&p, crate::init::caps::default_mask()).unwrap();
         assert!(!prog.is_empty() && prog.len().is_multiple_of(8));
         // More capabilities, more rules.
-        let all = compile(&p, crate::launch::caps::all_mask(40)).unwrap();
+        let all = compile(&p, crate::init::caps::all_mask(40)).unwrap();
         assert_ne!(prog, all);
     }
 

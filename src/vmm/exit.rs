@@ -12,7 +12,7 @@ pub enum Action {
     /// microVM ends.
     Shutdown,
     /// KVM could not emulate an instruction (on a PVM host this is the limit of the
-    /// platform, see LAB.md).
+    /// platform, see docs/lab.md §1).
     InternalError,
     /// VM entry failed.
     FailEntry(u64),

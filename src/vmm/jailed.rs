@@ -57,7 +57,7 @@ fn run(ctl: UnixStream, w: &Arc<Mutex<UnixStream>>) -> Result<(), VmmError> {
                 .boot
                 .steps
                 .iter()
-                .map(|(n, d)| (n.clone(), d.as_nanos() as u64))
+                .map(|(n, d)| (*n, d.as_nanos() as u64))
                 .collect(),
             setup_ns: vm.boot.setup().as_nanos() as u64,
             ranges: vm.memory_ranges(),
@@ -113,11 +113,10 @@ fn build(s: Setup) -> Result<Vm, VmmError> {
     // File owns it.
     let console = unsafe { File::from_raw_fd(CONSOLE_FD) };
     let net = s.net_mac.map(|mac| VmNet {
-        tap: String::new(),
-        mac,
         // SAFETY: descriptor 5 is the TAP the monitor opened and passed; only this
         // File owns it.
-        open: Some(unsafe { File::from_raw_fd(TAP_FD) }),
+        tap: unsafe { File::from_raw_fd(TAP_FD) },
+        mac,
     });
     let shares = s
         .shares

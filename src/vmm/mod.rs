@@ -14,9 +14,7 @@ pub mod jailed;
 pub mod layout;
 pub mod memory;
 pub mod process;
-pub mod sandbox;
 pub mod vcpu;
-pub mod virtiofsd;
 mod vm;
 
 pub use vm::{
@@ -67,7 +65,7 @@ impl VmmError {
     }
 }
 
-/// True on a PVM host, whose /dev/kvm cannot run a standard guest (LAB.md §1).
+/// True on a PVM host, whose /dev/kvm cannot run a standard guest (docs/lab.md §1).
 pub fn is_pvm_host() -> bool {
     std::path::Path::new("/sys/module/kvm_pvm").exists()
 }

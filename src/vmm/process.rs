@@ -78,7 +78,7 @@ pub(crate) enum ToVmm {
 pub(crate) enum FromVmm {
     /// The VM runs. Set-up steps in ns; guest RAM's address ranges in the VMM.
     Started {
-        steps: Vec<(String, u64)>,
+        steps: Vec<(crate::phase::Phase, u64)>,
         setup_ns: u64,
         ranges: Vec<(u64, u64)>,
     },

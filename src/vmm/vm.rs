@@ -9,7 +9,7 @@ use super::devices::serial::SerialDevice;
 use super::devices::virtio::block::{Block, BlockHandler};
 use super::devices::virtio::fs::{Fs, FsHandler};
 use super::devices::virtio::mmio::MmioTransport;
-use super::devices::virtio::net::{self, Net, NetHandler};
+use super::devices::virtio::net::{Net, NetHandler};
 use super::devices::virtio::vsock::{Muxer, Vsock, VsockHandler};
 use super::devices::virtio::{Interrupt, VirtioDevice};
 use super::event_loop::{EventLoop, Subscriber};
@@ -44,11 +44,9 @@ pub struct VmShare {
 }
 
 pub struct VmNet {
-    pub tap: String,
+    /// The TAP, opened (and attached to a bridge) by the caller.
+    pub tap: std::fs::File,
     pub mac: [u8; 6],
-    /// The TAP already opened (and attached to a bridge) by the caller; None: open
-    /// (create) `tap` here.
-    pub open: Option<std::fs::File>,
 }
 
 pub struct VmVsock {
@@ -72,6 +70,7 @@ pub struct ThreadFilters {
 /// enters its jail here, and says how its threads are to confine themselves.
 pub type BeforeRun = Box<dyn FnOnce() -> Result<ThreadFilters, VmmError>>;
 
+use crate::phase::Phase;
 pub use crate::sandbox::Trace;
 
 pub struct VmConfig {
@@ -103,7 +102,7 @@ pub struct BootTimes {
     /// Just before KVM_CREATE_VM.
     pub start: Instant,
     /// Host-side set-up steps and their durations.
-    pub steps: Vec<(String, Duration)>,
+    pub steps: Vec<(Phase, Duration)>,
     /// When the first KVM_RUN was issued.
     pub first_run: Instant,
     /// When the guest agent wrote the boot-timer port.
@@ -156,17 +155,17 @@ pub struct Vm {
 
 struct Step<'a> {
     trace: &'a Option<Trace>,
-    steps: Vec<(String, Duration)>,
+    steps: Vec<(Phase, Duration)>,
     t: Instant,
 }
 
 impl Step<'_> {
-    fn done(&mut self, name: &str) {
+    fn done(&mut self, phase: Phase) {
         let d = self.t.elapsed();
         if let Some(f) = self.trace {
-            f(name, d);
+            f(phase, d);
         }
-        self.steps.push((name.to_string(), d));
+        self.steps.push((phase, d));
         self.t = Instant::now();
     }
 }
@@ -198,7 +197,7 @@ impl Vm {
         };
 
         let (kvm, vm) = create_vm(cfg.kvm.take())?;
-        step.done("KVM_CREATE_VM");
+        step.done(Phase::CreateVm);
 
         let mem = Arc::new(if cfg.shares.is_empty() {
             memory::create(cfg.mem_bytes)?
@@ -206,7 +205,7 @@ impl Vm {
             memory::create_shared(cfg.mem_bytes)?
         });
         memory::register(&vm, &mem)?;
-        step.done("guest memory");
+        step.done(Phase::GuestMemory);
 
         let entry = boot::loader::load_kernel(&mem, &cfg.kernel)?;
         let initrd = match &cfg.initrd {
@@ -218,7 +217,7 @@ impl Vm {
             }
             None => None,
         };
-        step.done("kernel load");
+        step.done(Phase::KernelLoad);
 
         let mut pio = Bus::new();
         let mut mmio = Bus::new();
@@ -264,11 +263,10 @@ impl Vm {
             slots.push(slot);
         }
         if let Some(n) = cfg.net.as_mut() {
-            let tap = match n.open.take() {
-                Some(f) => f,
-                None => net::open_tap(&n.tap)
-                    .map_err(|e| VmmError::Device(format!("tap {}: {e}", n.tap)))?,
-            };
+            let tap = n
+                .tap
+                .try_clone()
+                .map_err(|e| VmmError::Device(format!("tap: {e}")))?;
             let dev = Net::new(tap, n.mac);
             let tap_fd = dev.tap_fd();
             let dev = Arc::new(Mutex::new(dev));
@@ -297,7 +295,7 @@ impl Vm {
         if slots.iter().any(|s| s.irq > IRQ_MAX) {
             return Err(VmmError::Config("too many devices".into()));
         }
-        step.done("devices");
+        step.done(Phase::Devices);
 
         let cmdline = boot::cmdline::build(&cfg.cmdline, &slots, cfg.quiet)?;
         linux_loader::loader::load_cmdline(&*mem, vm_memory::GuestAddress(CMDLINE_START), &cmdline)
@@ -318,7 +316,7 @@ impl Vm {
         };
         boot::mptable::write(&mem, cfg.vcpus)?;
         boot::regs::write_tables(&mem, entry.mode)?;
-        step.done("boot parameters");
+        step.done(Phase::BootParams);
 
         let supported = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
@@ -339,12 +337,12 @@ impl Vm {
             boot::regs::setup(&v, entry.entry, entry.mode, zero_page, id == 0)?;
             vcpus.push(v);
         }
-        step.done("vCPUs");
+        step.done(Phase::Vcpus);
 
         let filters = match cfg.before_run.take() {
             Some(f) => {
                 let f = f()?;
-                step.done("jail");
+                step.done(Phase::Jail);
                 f
             }
             None => ThreadFilters::default(),
@@ -367,7 +365,7 @@ impl Vm {
                 filters.vcpu.clone(),
             )?);
         }
-        step.done("start vCPU threads");
+        step.done(Phase::StartVcpus);
         Ok(Vm {
             ctl,
             threads,

@@ -12,7 +12,7 @@ pub mod vm;
 
 pub use store::{Volume, VolumeError, VolumeStore};
 
-use crate::launch::mounts::{MountSource, PlannedMount};
+use crate::init::mounts::{MountSource, PlannedMount};
 use crate::spec::{Mount, MountKind};
 use std::path::{Path, PathBuf};
 

@@ -5,8 +5,8 @@
 //! anything the guest wrote.
 
 use super::VolumeStore;
+use crate::microvm::virtiofsd::ShareSpec;
 use crate::spec::{Mount, MountKind};
-use crate::vmm::virtiofsd::ShareSpec;
 use std::path::{Path, PathBuf};
 
 /// The most shares a microVM takes (its virtio-mmio IRQs are few).

@@ -5,8 +5,8 @@ use super::{read_config_bytes, Activation, Interrupt, VirtioDevice, TYPE_NET};
 use crate::vmm::memory::GuestMemoryMmap;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::ByteValued;
@@ -34,49 +34,6 @@ pub struct VnetHdr {
 }
 // SAFETY: plain old data, no padding (12 bytes of u8/u16 fields).
 unsafe impl ByteValued for VnetHdr {}
-
-/// Open (or create) TAP device `name` with a vnet header and no offloads.
-pub fn open_tap(name: &str) -> io::Result<File> {
-    if name.len() >= libc::IFNAMSIZ {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "tap name too long",
-        ));
-    }
-    // SAFETY: open(2) with a constant NUL-terminated path.
-    let fd = unsafe {
-        libc::open(
-            c"/dev/net/tun".as_ptr(),
-            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and is owned by nobody else.
-    let file = unsafe { File::from_raw_fd(fd) };
-    // SAFETY: ifreq is plain old data; zeroed is valid.
-    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (i, b) in name.bytes().enumerate() {
-        ifr.ifr_name[i] = b as libc::c_char;
-    }
-    ifr.ifr_ifru.ifru_flags =
-        (libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
-    // SAFETY: TUNSETIFF reads/writes the ifreq, which outlives the call.
-    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut ifr) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let size: libc::c_int = VNET_HDR_LEN as libc::c_int;
-    // SAFETY: TUNSETVNETHDRSZ reads an int that outlives the call.
-    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETVNETHDRSZ, &size) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: TUNSETOFFLOAD takes its argument by value.
-    if unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETOFFLOAD, 0 as libc::c_uint) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
-}
 
 /// Frames the guest sent (TX): each chain is vnet header + frame, written as one packet.
 pub fn process_tx<W: Write>(

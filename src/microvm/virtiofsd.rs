@@ -13,7 +13,7 @@
 //! directory): the daemon's child mounts it in a mount namespace of its own before
 //! exec, so it exists only for virtiofsd and goes with it.
 
-use super::VmmError;
+use crate::vmm::VmmError;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -113,7 +113,7 @@ pub fn start(
         None => None,
     };
     // Above 3, so the dup2 below always copies it (and clears close-on-exec).
-    let lfd = super::process::dup_high(listener.as_raw_fd()).map_err(|e| err("socket", e))?;
+    let lfd = crate::vmm::process::dup_high(listener.as_raw_fd()).map_err(|e| err("socket", e))?;
     let parent = std::process::id() as i32;
     let mut cmd = Command::new(&bin);
     cmd.args(args(s, LISTEN_FD))

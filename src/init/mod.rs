@@ -1,7 +1,8 @@
-//! Launching a [`ProcessSpec`](crate::spec::ProcessSpec) in the current root: what both
-//! isolation models do last before `execve`, so a workload gets the same stdio, user,
-//! capabilities and error reporting whether it runs in a process container or in the
-//! guest agent of a microVM. Also the reaper both use.
+//! The container's init: what both isolation models do between "the sandbox exists"
+//! and `execve` — the root filesystem and its mounts, then the workload's stdio, user,
+//! capabilities, seccomp filter and error reporting — so a workload gets the same world
+//! whether the process model's first child or the microVM's guest agent runs it. Also
+//! the reaper both use.
 
 pub mod caps;
 pub mod confine;

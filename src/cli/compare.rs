@@ -122,6 +122,120 @@ pub fn compare(engine: &Engine, a: CompareArgs) -> Result<i32, EngineError> {
 }
 
 /// The comparison as a text table.
+/// A table being built: labelled rows of one cell per column.
+struct Table<'a> {
+    cols: &'a [Column],
+    rows: Vec<(String, Vec<String>)>,
+}
+
+impl<'a> Table<'a> {
+    fn section(&mut self, title: &str) {
+        self.rows
+            .push((title.to_string(), vec![String::new(); self.cols.len()]));
+    }
+
+    fn row(&mut self, label: &str, cell: impl Fn(&'a Column) -> String) {
+        let cells = self.cols.iter().map(cell).collect();
+        self.rows.push((label.to_string(), cells));
+    }
+}
+
+/// Each start-up phase either model took, in the order first seen; the totals.
+fn startup_rows(t: &mut Table) {
+    t.section("start-up (medians)");
+    let mut names: Vec<crate::phase::Phase> = Vec::new();
+    for c in t.cols {
+        for (n, _) in &c.phases {
+            if !names.contains(n) {
+                names.push(*n);
+            }
+        }
+    }
+    for n in names {
+        t.row(&format!("  {n}"), |c| {
+            c.phases
+                .iter()
+                .find(|(p, _)| *p == n)
+                .map(|(_, s)| ms(s.median))
+                .unwrap_or_default()
+        });
+    }
+    t.row("total, create to exit", |c| stat(&c.wall_ms));
+    t.row("CPU time on the host", |c| ms(c.cpu_ms.median));
+}
+
+fn memory_rows(t: &mut Table) {
+    t.section("host memory (peak RSS)");
+    t.row("  monitor (vm: VMM, without guest RAM)", |c| {
+        human_binary(c.monitor_rss)
+    });
+    t.row("  workload processes", |c| {
+        if c.isolation == "process" {
+            human_binary(c.workload_rss)
+        } else {
+            "inside the guest".into()
+        }
+    });
+    t.row("  guest RAM (resident)", |c| {
+        match (c.guest_ram, c.guest_resident) {
+            (Some(g), Some(res)) => format!("{} ({})", human_binary(g), human_binary(res)),
+            _ => "none: shares the host's".into(),
+        }
+    });
+    t.row("exit code", |c| c.exit_code.to_string());
+}
+
+fn sees_rows(t: &mut Table, host_kernel: &str) {
+    t.section("what the workload sees");
+    t.row("  kernel", |c| {
+        let whose = if c.sees.kernel == host_kernel {
+            "host's"
+        } else {
+            "its own"
+        };
+        format!("{} ({whose})", c.sees.kernel)
+    });
+    t.row("  its PID", |c| c.sees.pid.clone());
+    t.row("  processes it can see", |c| c.sees.processes.clone());
+    t.row("  entries in /dev", |c| c.sees.devices.clone());
+    t.row("  CPUs", |c| c.sees.cpus.clone());
+    t.row("  memory (MemTotal)", |c| c.sees.memory.clone());
+}
+
+/// Columns padded to their widest cell.
+fn layout(head: &[String], rows: &[(String, Vec<String>)]) -> String {
+    let w0 = rows
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| {
+            rows.iter()
+                .map(|(_, v)| v[i].chars().count())
+                .chain([head[i].chars().count()])
+                .max()
+                .unwrap_or(0)
+                + 3
+        })
+        .collect();
+    let mut out = format!("{:w0$}", "");
+    for (i, h) in head.iter().enumerate() {
+        out.push_str(&format!("{h:<w$}", w = widths[i]));
+    }
+    out.push('\n');
+    for (label, vals) in rows {
+        out.push_str(&format!("{label:w0$}"));
+        for (i, v) in vals.iter().enumerate() {
+            out.push_str(&format!("{v:<w$}", w = widths[i]));
+        }
+        out = out.trim_end().to_string();
+        out.push('\n');
+    }
+    out
+}
+
 pub fn render(r: &Report) -> String {
     let cols = &r.columns;
     let head: Vec<String> = cols
@@ -134,141 +248,20 @@ pub fn render(r: &Report) -> String {
             }
         })
         .collect();
-    let mut rows: Vec<(String, Vec<String>)> = Vec::new();
-    let section = |rows: &mut Vec<(String, Vec<String>)>, t: &str| {
-        rows.push((t.to_string(), vec![String::new(); cols.len()]))
+    let mut t = Table {
+        cols,
+        rows: Vec::new(),
     };
-    section(&mut rows, "start-up (medians)");
-    let mut names: Vec<crate::phase::Phase> = Vec::new();
-    for c in cols {
-        for (n, _) in &c.phases {
-            if !names.contains(n) {
-                names.push(*n);
-            }
-        }
-    }
-    for n in &names {
-        rows.push((
-            format!("  {n}"),
-            cols.iter()
-                .map(|c| {
-                    c.phases
-                        .iter()
-                        .find(|(p, _)| p == n)
-                        .map(|(_, s)| ms(s.median))
-                        .unwrap_or_default()
-                })
-                .collect(),
-        ));
-    }
-    rows.push((
-        "total, create to exit".into(),
-        cols.iter().map(|c| stat(&c.wall_ms)).collect(),
-    ));
-    rows.push((
-        "CPU time on the host".into(),
-        cols.iter().map(|c| ms(c.cpu_ms.median)).collect(),
-    ));
-    section(&mut rows, "host memory (peak RSS)");
-    rows.push((
-        "  monitor (vm: VMM, without guest RAM)".into(),
-        cols.iter().map(|c| human_binary(c.monitor_rss)).collect(),
-    ));
-    rows.push((
-        "  workload processes".into(),
-        cols.iter()
-            .map(|c| {
-                if c.isolation == "process" {
-                    human_binary(c.workload_rss)
-                } else {
-                    "inside the guest".into()
-                }
-            })
-            .collect(),
-    ));
-    rows.push((
-        "  guest RAM (resident)".into(),
-        cols.iter()
-            .map(|c| match (c.guest_ram, c.guest_resident) {
-                (Some(g), Some(res)) => format!("{} ({})", human_binary(g), human_binary(res)),
-                _ => "none: shares the host's".into(),
-            })
-            .collect(),
-    ));
-    rows.push((
-        "exit code".into(),
-        cols.iter().map(|c| c.exit_code.to_string()).collect(),
-    ));
-    section(&mut rows, "what the workload sees");
-    rows.push((
-        "  kernel".into(),
-        cols.iter()
-            .map(|c| {
-                let whose = if c.sees.kernel == r.host_kernel {
-                    "host's"
-                } else {
-                    "its own"
-                };
-                format!("{} ({whose})", c.sees.kernel)
-            })
-            .collect(),
-    ));
-    rows.push((
-        "  its PID".into(),
-        cols.iter().map(|c| c.sees.pid.clone()).collect(),
-    ));
-    rows.push((
-        "  processes it can see".into(),
-        cols.iter().map(|c| c.sees.processes.clone()).collect(),
-    ));
-    rows.push((
-        "  entries in /dev".into(),
-        cols.iter().map(|c| c.sees.devices.clone()).collect(),
-    ));
-    rows.push((
-        "  CPUs".into(),
-        cols.iter().map(|c| c.sees.cpus.clone()).collect(),
-    ));
-    rows.push((
-        "  memory (MemTotal)".into(),
-        cols.iter().map(|c| c.sees.memory.clone()).collect(),
-    ));
-
-    let w0 = rows
-        .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(0)
-        + 2;
-    let widths: Vec<usize> = (0..cols.len())
-        .map(|i| {
-            rows.iter()
-                .map(|(_, v)| v[i].chars().count())
-                .chain([head[i].chars().count()])
-                .max()
-                .unwrap_or(0)
-                + 3
-        })
-        .collect();
+    startup_rows(&mut t);
+    memory_rows(&mut t);
+    sees_rows(&mut t, &r.host_kernel);
     let mut out = format!(
         "twinbox compare: {} {} — {} runs per model after a warm-up; median (min–max)\n\n",
         r.image,
         r.command.join(" "),
         r.runs
     );
-    out.push_str(&format!("{:w0$}", ""));
-    for (i, h) in head.iter().enumerate() {
-        out.push_str(&format!("{h:<w$}", w = widths[i]));
-    }
-    out.push('\n');
-    for (label, vals) in &rows {
-        out.push_str(&format!("{label:w0$}"));
-        for (i, v) in vals.iter().enumerate() {
-            out.push_str(&format!("{v:<w$}", w = widths[i]));
-        }
-        out = out.trim_end().to_string();
-        out.push('\n');
-    }
+    out.push_str(&layout(&head, &t.rows));
     if cols.iter().any(|c| c.emulated) {
         out.push_str("\nemulated: measured inside `twinbox lab` (qemu TCG with nested KVM); compare ratios, not absolute times.\n");
     }

@@ -634,3 +634,11 @@ pub fn container_command(engine: &Engine, c: ContainerCommand) -> Result<i32, En
         ContainerCommand::Inspect(r) => inspect(engine, r),
     }
 }
+
+/// `diff`: what changed in the container's writable layer.
+pub fn diff(engine: &Engine, container: &str) -> Result<i32, EngineError> {
+    for (kind, path) in engine.diff(container)? {
+        println!("{} {path}", kind.letter());
+    }
+    Ok(0)
+}

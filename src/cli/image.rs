@@ -388,3 +388,58 @@ pub fn image_command(engine: &Engine, c: ImageCommand) -> Result<i32, EngineErro
         }
     }
 }
+
+pub fn pull(engine: &Engine, name: &str, insecure: bool, quiet: bool) -> Result<i32, EngineError> {
+    let (digest, tag) = engine.pull(name, insecure, quiet)?;
+    println!("Digest: {digest}");
+    println!(
+        "Status: Downloaded image for {}",
+        tag.as_deref().unwrap_or(name)
+    );
+    Ok(0)
+}
+
+pub fn push(engine: &Engine, name: &str, insecure: bool) -> Result<i32, EngineError> {
+    let (d, log) = engine.push(name, insecure)?;
+    log.iter().for_each(|l| println!("{l}"));
+    println!("{name}: digest: {d}");
+    Ok(0)
+}
+
+/// `login`: the password from `-p` or stdin, never both.
+pub fn login(
+    engine: &Engine,
+    server: &str,
+    username: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+    insecure: bool,
+) -> Result<i32, EngineError> {
+    let user = username.ok_or_else(|| EngineError::Invalid("login needs -u USERNAME".into()))?;
+    let pass = match (password, password_stdin) {
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                .map_err(|e| EngineError::Invalid(format!("reading the password: {e}")))?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        _ => {
+            return Err(EngineError::Invalid(
+                "login needs exactly one of -p PASSWORD or --password-stdin".into(),
+            ))
+        }
+    };
+    engine.login(server, &user, &pass, insecure)?;
+    println!("Login Succeeded");
+    Ok(0)
+}
+
+pub fn logout(engine: &Engine, server: &str) -> Result<i32, EngineError> {
+    if engine.logout(server)? {
+        println!("Removing login credentials for {server}");
+    } else {
+        println!("Not logged in to {server}");
+    }
+    Ok(0)
+}

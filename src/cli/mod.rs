@@ -224,12 +224,7 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
         Command::Exec(a) => container::exec(&engine, a),
         Command::Attach { container } => container::attach(&engine, &container),
         Command::Cp { src, dst } => container::cp(&engine, &src, &dst),
-        Command::Diff { container } => {
-            for (kind, path) in engine.diff(&container)? {
-                println!("{} {path}", kind.letter());
-            }
-            Ok(0)
-        }
+        Command::Diff { container } => container::diff(&engine, &container),
         Command::Top { container } => container::top(&engine, &container),
         Command::Stats(a) => container::stats(&engine, a),
         Command::Container(c) => container::container_command(&engine, c),
@@ -257,53 +252,23 @@ pub fn main(cli: Cli) -> Result<i32, EngineError> {
             name,
             insecure,
             quiet,
-        } => {
-            let (digest, tag) = engine.pull(&name, insecure, quiet)?;
-            println!("Digest: {digest}");
-            println!("Status: Downloaded image for {}", tag.unwrap_or(name));
-            Ok(0)
-        }
-        Command::Push { name, insecure } => {
-            let (d, log) = engine.push(&name, insecure)?;
-            log.iter().for_each(|l| println!("{l}"));
-            println!("{name}: digest: {d}");
-            Ok(0)
-        }
+        } => image::pull(&engine, &name, insecure, quiet),
+        Command::Push { name, insecure } => image::push(&engine, &name, insecure),
         Command::Login {
             server,
             username,
             password,
             password_stdin,
             insecure,
-        } => {
-            let user =
-                username.ok_or_else(|| EngineError::Invalid("login needs -u USERNAME".into()))?;
-            let pass = match (password, password_stdin) {
-                (Some(p), false) => p,
-                (None, true) => {
-                    let mut s = String::new();
-                    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-                        .map_err(|e| EngineError::Invalid(format!("reading the password: {e}")))?;
-                    s.trim_end_matches(['\n', '\r']).to_string()
-                }
-                _ => {
-                    return Err(EngineError::Invalid(
-                        "login needs exactly one of -p PASSWORD or --password-stdin".into(),
-                    ))
-                }
-            };
-            engine.login(&server, &user, &pass, insecure)?;
-            println!("Login Succeeded");
-            Ok(0)
-        }
-        Command::Logout { server } => {
-            if engine.logout(&server)? {
-                println!("Removing login credentials for {server}");
-            } else {
-                println!("Not logged in to {server}");
-            }
-            Ok(0)
-        }
+        } => image::login(
+            &engine,
+            &server,
+            username,
+            password,
+            password_stdin,
+            insecure,
+        ),
+        Command::Logout { server } => image::logout(&engine, &server),
         Command::Version | Command::VmBoot(_) | Command::Lab(_) | Command::CpRoot { .. } => Ok(0),
     }
 }

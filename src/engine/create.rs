@@ -56,10 +56,137 @@ pub struct CreateOptions {
 }
 
 /// Where `--network` puts a container.
+#[derive(Clone)]
 enum NetChoice {
     None,
     Host,
     Bridge(String),
+}
+
+/// What `create` checked of the user's flags before touching any store.
+#[derive(Clone)]
+struct Checked {
+    isolation: Isolation,
+    memory: Option<u64>,
+    cpuset_cpus: Option<String>,
+    net: NetPlan,
+    mounts: Vec<crate::spec::Mount>,
+    security: Security,
+    log_config: crate::state::LogConfig,
+    env_from_files: Vec<String>,
+}
+
+/// The container's network as its flags ask for it.
+#[derive(Clone)]
+struct NetPlan {
+    choice: NetChoice,
+    network: NetworkMode,
+    ports: Vec<crate::network::ports::PortMapping>,
+    user_network: bool,
+    fixed_ip: Option<std::net::Ipv4Addr>,
+    links: Vec<(String, String)>,
+}
+
+/// What the image and the flags make of the workload.
+struct Resolved {
+    image_id: String,
+    layers: Vec<PathBuf>,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    args: Vec<String>,
+    user_str: String,
+    user: crate::spec::User,
+    env: Vec<String>,
+    cwd: String,
+    exposed: Vec<String>,
+}
+
+/// `--memory`, `--cpus`, `--cpuset-cpus` within what this host and the model allow.
+fn check_limits(
+    o: &CreateOptions,
+    isolation: Isolation,
+) -> Result<(Option<u64>, Option<String>), EngineError> {
+    let memory = o
+        .memory
+        .as_deref()
+        .map(crate::util::size::parse_size)
+        .transpose()
+        .map_err(|e| EngineError::Invalid(format!("invalid memory limit: {e}")))?;
+    if let Some(m) = memory {
+        if m < 6 * 1024 * 1024 {
+            return Err(EngineError::Invalid(
+                "minimum memory limit allowed is 6MB".into(),
+            ));
+        }
+    }
+    if let Some(m) = memory {
+        // No microVM can have more RAM than the host; a process container's limit
+        // above the host's memory and swap would limit nothing (a typo, most
+        // likely: 99999999g).
+        let (ram, swap) = host_memory();
+        let most = if isolation == Isolation::Vm {
+            ram
+        } else {
+            ram.saturating_add(swap)
+        };
+        if m > most {
+            return Err(EngineError::Invalid(format!(
+                "invalid memory limit {}: more than this host's {} of memory{}",
+                o.memory.as_deref().unwrap_or_default(),
+                crate::util::size::human(most),
+                if isolation == Isolation::Vm {
+                    ""
+                } else {
+                    " and swap"
+                }
+            )));
+        }
+    }
+    if let Some(c) = o.cpus {
+        // A process container's quota cannot exceed the host's CPUs (Docker's
+        // rule); a microVM's --cpus is its vCPU count, which may exceed them, up
+        // to what its VMM describes to the guest.
+        let (max, what) = if isolation == Isolation::Vm {
+            (
+                crate::spec::MAX_VCPUS as f64,
+                "vCPUs a microVM can have".to_string(),
+            )
+        } else {
+            let host = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (host as f64, format!("CPUs available ({host})"))
+        };
+        if !(c.is_finite() && (0.01..=max).contains(&c)) {
+            return Err(EngineError::Invalid(format!(
+                "invalid --cpus {c}: the range is 0.01 to {max:.2}, the {what}"
+            )));
+        }
+    }
+    let cpuset_cpus = o
+        .cpuset_cpus
+        .as_deref()
+        .map(crate::util::cpuset::validate)
+        .transpose()
+        .map_err(EngineError::Invalid)?;
+    Ok((memory, cpuset_cpus))
+}
+
+/// `--name` and `-w`.
+fn check_names(o: &CreateOptions) -> Result<(), EngineError> {
+    if let Some(n) = &o.name {
+        if !ids::valid_name(n) {
+            return Err(EngineError::Invalid(format!(
+                "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+    }
+    if let Some(w) = &o.workdir {
+        if !w.starts_with('/') {
+            return Err(EngineError::Invalid(format!(
+                "the working directory {w:?} is invalid: it needs to be an absolute path"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `-e KEY` takes KEY from our environment; `-e KEY=V` is literal. A variable needs a
@@ -275,77 +402,71 @@ impl Engine {
     }
 
     /// `create`, still holding the creation lock (`run` keeps it until the monitor
-    /// has started the container).
+    /// has started the container): validate → resolve → persist → provision.
     pub(crate) fn create_guarded(
         &self,
         o: &CreateOptions,
     ) -> Result<(ContainerRecord, crate::state::Creating), EngineError> {
-        // Validate everything cheap before touching any store.
-        let memory = o
-            .memory
-            .as_deref()
-            .map(crate::util::size::parse_size)
-            .transpose()
-            .map_err(|e| EngineError::Invalid(format!("invalid memory limit: {e}")))?;
-        if let Some(m) = memory {
-            if m < 6 * 1024 * 1024 {
-                return Err(EngineError::Invalid(
-                    "minimum memory limit allowed is 6MB".into(),
-                ));
+        let checked = self.validate(o)?;
+        let resolved = self.resolve(o, &checked)?;
+        let (rec, made_volumes, creating) = self.persist(o, checked.clone(), resolved)?;
+        match self.provision(o, &checked, rec.clone()) {
+            Ok(r) => Ok((r, creating)),
+            Err(e) => {
+                let _ = self.store.remove(&rec.id);
+                if let NetChoice::Bridge(n) = &checked.net.choice {
+                    self.release_lease(n, &rec.id);
+                }
+                self.unprepare_mounts(&made_volumes, &rec.id);
+                Err(e)
             }
         }
+    }
+
+    /// Every check of the user's flags that needs no store written (cheap ones first).
+    fn validate(&self, o: &CreateOptions) -> Result<Checked, EngineError> {
         let isolation = o.isolation.unwrap_or_default();
-        if let Some(m) = memory {
-            // No microVM can have more RAM than the host; a process container's limit
-            // above the host's memory and swap would limit nothing (a typo, most
-            // likely: 99999999g).
-            let (ram, swap) = host_memory();
-            let most = if isolation == Isolation::Vm {
-                ram
-            } else {
-                ram.saturating_add(swap)
-            };
-            if m > most {
-                return Err(EngineError::Invalid(format!(
-                    "invalid memory limit {}: more than this host's {} of memory{}",
-                    o.memory.as_deref().unwrap_or_default(),
-                    crate::util::size::human(most),
-                    if isolation == Isolation::Vm {
-                        ""
-                    } else {
-                        " and swap"
-                    }
-                )));
-            }
-        }
-        if let Some(c) = o.cpus {
-            // A process container's quota cannot exceed the host's CPUs (Docker's
-            // rule); a microVM's --cpus is its vCPU count, which may exceed them, up
-            // to what its VMM describes to the guest.
-            let (max, what) = if isolation == Isolation::Vm {
-                (
-                    crate::spec::MAX_VCPUS as f64,
-                    "vCPUs a microVM can have".to_string(),
-                )
-            } else {
-                let host = std::thread::available_parallelism().map_or(1, |n| n.get());
-                (host as f64, format!("CPUs available ({host})"))
-            };
-            if !(c.is_finite() && (0.01..=max).contains(&c)) {
-                return Err(EngineError::Invalid(format!(
-                    "invalid --cpus {c}: the range is 0.01 to {max:.2}, the {what}"
-                )));
-            }
-        }
+        let (memory, cpuset_cpus) = check_limits(o, isolation)?;
         if let Some(h) = &o.hostname {
             check_hostname(h)?;
         }
-        let cpuset_cpus = o
-            .cpuset_cpus
-            .as_deref()
-            .map(crate::util::cpuset::validate)
-            .transpose()
+        let net = self.check_network(o, isolation)?;
+        check_names(o)?;
+        let mounts = crate::volume::parse::parse_all(&o.volumes, &o.mounts, &o.tmpfs)
             .map_err(EngineError::Invalid)?;
+        if isolation == Isolation::Vm
+            && crate::volume::vm::shared_mounts(&mounts).count() > crate::volume::vm::MAX_SHARES
+        {
+            return Err(EngineError::Invalid(format!(
+                "a microVM takes at most {} volumes and bind mounts",
+                crate::volume::vm::MAX_SHARES
+            )));
+        }
+        let security = security_options(o)?;
+        let log_config = crate::state::LogConfig::parse(o.log_driver.as_deref(), &o.log_opts)
+            .map_err(EngineError::Invalid)?;
+        let mut env_from_files = Vec::new();
+        for f in &o.env_files {
+            env_from_files.extend(read_env_file(f)?);
+        }
+        Ok(Checked {
+            isolation,
+            memory,
+            cpuset_cpus,
+            net,
+            mounts,
+            security,
+            log_config,
+            env_from_files,
+        })
+    }
+
+    /// `--network`, `-p`, `--ip`, `--network-alias`, `--link`.
+    fn check_network(
+        &self,
+        o: &CreateOptions,
+        isolation: Isolation,
+    ) -> Result<NetPlan, EngineError> {
         let choice = match o.network.as_deref() {
             None | Some("") | Some("default") => NetChoice::Bridge(DEFAULT_NETWORK.into()),
             Some("none") => NetChoice::None,
@@ -400,30 +521,19 @@ impl Engine {
             })?;
             links.push((n.to_string(), a.to_string()));
         }
-        if let Some(n) = &o.name {
-            if !ids::valid_name(n) {
-                return Err(EngineError::Invalid(format!(
-                    "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-                )));
-            }
-        }
-        if let Some(w) = &o.workdir {
-            if !w.starts_with('/') {
-                return Err(EngineError::Invalid(format!(
-                    "the working directory {w:?} is invalid: it needs to be an absolute path"
-                )));
-            }
-        }
-        let mut mounts = crate::volume::parse::parse_all(&o.volumes, &o.mounts, &o.tmpfs)
-            .map_err(EngineError::Invalid)?;
-        let security = security_options(o)?;
-        let log_config = crate::state::LogConfig::parse(o.log_driver.as_deref(), &o.log_opts)
-            .map_err(EngineError::Invalid)?;
-        let mut env_from_files = Vec::new();
-        for f in &o.env_files {
-            env_from_files.extend(read_env_file(f)?);
-        }
+        Ok(NetPlan {
+            choice,
+            network,
+            ports,
+            user_network,
+            fixed_ip,
+            links,
+        })
+    }
 
+    /// What the image and the flags make of the workload: layers, command, user,
+    /// environment, working directory.
+    fn resolve(&self, o: &CreateOptions, c: &Checked) -> Result<Resolved, EngineError> {
         let t_image = std::time::Instant::now();
         let image = self.images.find_or_builtin(&o.image).map_err(|e| match e {
             crate::image::ImageError::NotFound(r) => EngineError::Invalid(format!(
@@ -459,7 +569,7 @@ impl Engine {
             .or_else(|| cfg.user().clone())
             .unwrap_or_default();
         let user = user::resolve(&user_str, &layers).map_err(EngineError::Invalid)?;
-        let mut user_env = env_from_files;
+        let mut user_env = c.env_from_files.clone();
         user_env.extend(expand_env(&o.env)?);
         let env = merge_env(&cfg.env().clone().unwrap_or_default(), &user_env);
         let cwd = o
@@ -468,15 +578,38 @@ impl Engine {
             .or_else(|| cfg.working_dir().clone().filter(|w| !w.is_empty()))
             .unwrap_or_else(|| "/".into());
 
+        Ok(Resolved {
+            image_id: image.id.clone(),
+            layers,
+            entrypoint,
+            cmd,
+            args,
+            user_str,
+            user,
+            env,
+            cwd,
+            exposed: cfg.exposed_ports().clone().unwrap_or_default(),
+        })
+    }
+
+    /// Volumes made, the spec and the record written (under the creation lock).
+    /// Returns the volumes this call made, for a later failure to remove.
+    fn persist(
+        &self,
+        o: &CreateOptions,
+        c: Checked,
+        r: Resolved,
+    ) -> Result<(ContainerRecord, Vec<String>, crate::state::Creating), EngineError> {
         let id = ids::new_id();
-        let name = o.name.clone().unwrap_or_default();
+        let network = c.net.network;
         let hostname = o.hostname.clone().unwrap_or_else(|| match network {
             NetworkMode::Host => host_hostname(),
             NetworkMode::None | NetworkMode::Bridge => id[..12].to_string(),
         });
+        let mut ports = c.net.ports;
         if o.publish_all {
-            for k in cfg.exposed_ports().clone().unwrap_or_default() {
-                if let Some(m) = crate::network::ports::parse_exposed(&k) {
+            for k in &r.exposed {
+                if let Some(m) = crate::network::ports::parse_exposed(k) {
                     if !ports
                         .iter()
                         .any(|p| p.container_port == m.container_port && p.proto == m.proto)
@@ -486,58 +619,51 @@ impl Engine {
                 }
             }
         }
-        if isolation == Isolation::Vm
-            && crate::volume::vm::shared_mounts(&mounts).count() > crate::volume::vm::MAX_SHARES
-        {
-            return Err(EngineError::Invalid(format!(
-                "a microVM takes at most {} volumes and bind mounts",
-                crate::volume::vm::MAX_SHARES
-            )));
-        }
-        // Volumes last among the checks: they are the first thing made on disk.
+        let mut mounts = c.mounts;
+        // Volumes last: they are the first thing made on disk.
         let (made_volumes, volume_lock) =
-            self.prepare_mounts(&mut mounts, isolation, security.userns.is_some())?;
+            self.prepare_mounts(&mut mounts, c.isolation, c.security.userns.is_some())?;
         let spec = SandboxSpec {
             process: ProcessSpec {
-                args,
-                env,
-                cwd,
-                user,
+                args: r.args,
+                env: r.env,
+                cwd: r.cwd,
+                user: r.user,
                 tty: o.tty,
                 stdin: o.stdin,
             },
-            hostname: hostname.clone(),
+            hostname,
             network,
             interfaces: Vec::new(),
-            embedded_dns: user_network,
+            embedded_dns: c.net.user_network,
             resources: Resources {
-                memory,
+                memory: c.memory,
                 cpus: o.cpus,
                 pids_limit: o.pids_limit,
-                cpuset_cpus,
+                cpuset_cpus: c.cpuset_cpus,
             },
-            isolation,
+            isolation: c.isolation,
             mounts,
-            security,
+            security: c.security,
         };
         let mut rec = ContainerRecord {
             id: id.clone(),
-            name,
+            name: o.name.clone().unwrap_or_default(),
             created: chrono::Utc::now(),
             image: o.image.clone(),
-            image_id: image.id.clone(),
-            layers: layers.iter().map(|p| p.display().to_string()).collect(),
-            entrypoint,
-            cmd,
-            user: user_str,
+            image_id: r.image_id,
+            layers: r.layers.iter().map(|p| p.display().to_string()).collect(),
+            entrypoint: r.entrypoint,
+            cmd: r.cmd,
+            user: r.user_str,
             spec,
             auto_remove: o.auto_remove,
             restart_count: 0,
             state: ContainerState::default(),
             vm: None,
             ports,
-            links,
-            log_config,
+            links: c.net.links,
+            log_config: c.log_config,
         };
         let inserted = if o.name.is_some() {
             self.store.insert(&rec)
@@ -545,52 +671,45 @@ impl Engine {
             self.store.insert_named(&mut rec).map(|(_, c)| c)
         };
         drop(volume_lock);
-        let creating = match inserted {
-            Ok(c) => c,
+        match inserted {
+            Ok(creating) => Ok((rec, made_volumes, creating)),
             Err(e) => {
                 self.unprepare_mounts(&made_volumes, &id);
-                return Err(e.into());
-            }
-        };
-        let net_name = match &choice {
-            NetChoice::Bridge(n) => Some(n.clone()),
-            _ => None,
-        };
-        let finish = || -> Result<ContainerRecord, EngineError> {
-            let mut rec = rec.clone();
-            if let Some(n) = &net_name {
-                let iface = self.lease_interface(
-                    &id,
-                    n,
-                    0,
-                    o.network_aliases.clone(),
-                    fixed_ip,
-                    isolation,
-                )?;
-                rec = self
-                    .store
-                    .update(&id, |r| r.spec.interfaces = vec![iface])?;
-            }
-            self.write_etc_files(&rec)?;
-            if isolation == Isolation::Vm {
-                let t = std::time::Instant::now();
-                let files = self.prepare_vm()?;
-                self.phase(crate::phase::Phase::VmFiles, t.elapsed());
-                return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
-            }
-            Ok(rec)
-        };
-        match finish() {
-            Ok(r) => Ok((r, creating)),
-            Err(e) => {
-                let _ = self.store.remove(&id);
-                if let Some(n) = &net_name {
-                    self.release_lease(n, &id);
-                }
-                self.unprepare_mounts(&made_volumes, &id);
-                Err(e)
+                Err(e.into())
             }
         }
+    }
+
+    /// What the container needs beyond its record: an address on its network, its
+    /// /etc files, for a microVM its kernel and initramfs.
+    fn provision(
+        &self,
+        o: &CreateOptions,
+        c: &Checked,
+        mut rec: ContainerRecord,
+    ) -> Result<ContainerRecord, EngineError> {
+        let id = rec.id.clone();
+        if let NetChoice::Bridge(n) = &c.net.choice {
+            let iface = self.lease_interface(
+                &id,
+                n,
+                0,
+                o.network_aliases.clone(),
+                c.net.fixed_ip,
+                c.isolation,
+            )?;
+            rec = self
+                .store
+                .update(&id, |r| r.spec.interfaces = vec![iface])?;
+        }
+        self.write_etc_files(&rec)?;
+        if c.isolation == Isolation::Vm {
+            let t = std::time::Instant::now();
+            let files = self.prepare_vm()?;
+            self.phase(crate::phase::Phase::VmFiles, t.elapsed());
+            return Ok(self.store.update(&id, |r| r.vm = Some(files))?);
+        }
+        Ok(rec)
     }
 
     /// /etc/hostname, /etc/hosts and /etc/resolv.conf for the container.

@@ -133,6 +133,23 @@ fn add_program(
 /// The part of L1's initramfs that rarely changes, cached by content.
 fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<PathBuf, LabError> {
     let l1 = assets::l1_kernel(cache)?;
+    let files = base_files(&l1, guest_kernel, with_qemu)?;
+    let key = base_key(&l1, &files)?;
+    let out = cache.join("lab").join(format!("base-{key}.cpio"));
+    if out.exists() {
+        return Ok(out);
+    }
+    write_base(cache, &out, &l1, &files)?;
+    Ok(out)
+}
+
+/// What goes into L1 (host file, path in the image): busybox and the tools the tests
+/// use, virtiofsd, the guest kernel, L1's bzImage, qemu with its firmware, L1's modules.
+fn base_files(
+    l1: &assets::L1Kernel,
+    guest_kernel: &Path,
+    with_qemu: bool,
+) -> Result<Vec<(PathBuf, String)>, LabError> {
     let busybox = PathBuf::from("/bin/busybox");
     let mkfs = ["/sbin/mkfs.ext4", "/usr/sbin/mkfs.ext4"]
         .iter()
@@ -181,12 +198,16 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
             .into_owned();
         files.push((m.clone(), format!("lab/modules/{name}")));
     }
-    // Key: everything that goes in.
+    Ok(files)
+}
+
+/// The cache key: everything that goes in (names, sizes, modification times).
+fn base_key(l1: &assets::L1Kernel, files: &[(PathBuf, String)]) -> Result<String, LabError> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     h.update(l1.version.as_bytes());
     h.update(L1_INIT.as_bytes());
-    for (src, dest) in &files {
+    for (src, dest) in files {
         let meta = std::fs::metadata(src)
             .map_err(|e| LabError::Tool(format!("{}: {e}", src.display())))?;
         h.update(dest.as_bytes());
@@ -201,10 +222,16 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
         );
     }
     let key = hex::encode(&h.finalize()[..8]);
-    let out = cache.join("lab").join(format!("base-{key}.cpio"));
-    if out.exists() {
-        return Ok(out);
-    }
+    Ok(key)
+}
+
+/// Write the base image (to a temporary name, then renamed into place).
+fn write_base(
+    cache: &Path,
+    out: &Path,
+    l1: &assets::L1Kernel,
+    files: &[(PathBuf, String)],
+) -> Result<(), LabError> {
     std::fs::create_dir_all(cache.join("lab")).map_err(|e| LabError::Tool(e.to_string()))?;
     let tmp = out.with_extension("tmp");
     let f = std::fs::File::create(&tmp).map_err(|e| LabError::Tool(e.to_string()))?;
@@ -226,7 +253,7 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
     ] {
         dirs.add(&mut w, d).map_err(err)?;
     }
-    for (src, dest) in &files {
+    for (src, dest) in files {
         if let Some(parent) = Path::new(dest).parent() {
             dirs.add(&mut w, &parent.display().to_string())
                 .map_err(err)?;
@@ -251,8 +278,8 @@ fn base_image(cache: &Path, guest_kernel: &Path, with_qemu: bool) -> Result<Path
     w.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n")
         .map_err(err)?;
     w.finish().map_err(err)?;
-    std::fs::rename(&tmp, &out).map_err(|e| LabError::Tool(e.to_string()))?;
-    Ok(out)
+    std::fs::rename(&tmp, out).map_err(|e| LabError::Tool(e.to_string()))?;
+    Ok(())
 }
 
 /// Directories already written to a cpio (each once, parents first).

@@ -179,9 +179,197 @@ const REQUIRED_CAPS: &[(Cap, &str)] = &[
     (Cap::ImmediateExit, "KVM_CAP_IMMEDIATE_EXIT"),
 ];
 
+/// The virtio devices being placed on the MMIO bus: each gets the next slot (address
+/// and interrupt line) and its event handler.
+struct DeviceSet<'a> {
+    vm: &'a VmFd,
+    mem: &'a Arc<GuestMemoryMmap>,
+    mmio: Bus,
+    subscribers: Vec<Subscriber>,
+    slots: Vec<MmioSlot>,
+}
+
+impl DeviceSet<'_> {
+    /// Place `dev`; returns its queues' kick eventfds.
+    fn place<D: VirtioDevice + 'static>(
+        &mut self,
+        dev: Arc<Mutex<D>>,
+    ) -> Result<Vec<Arc<EventFd>>, VmmError> {
+        let n = self.slots.len() as u64;
+        let slot = MmioSlot {
+            base: MMIO_START + n * MMIO_SLOT,
+            irq: VIRTIO_IRQ_BASE + n as u32,
+        };
+        if slot.irq > IRQ_MAX {
+            return Err(VmmError::Config("too many devices".into()));
+        }
+        let evts = add_virtio(self.vm, self.mem, &mut self.mmio, slot, dev)?;
+        self.slots.push(slot);
+        Ok(evts)
+    }
+
+    fn disks(&mut self, disks: &[VmDisk]) -> Result<(), VmmError> {
+        for d in disks {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(!d.read_only)
+                .open(&d.path)
+                .map_err(|e| VmmError::Device(format!("disk {}: {e}", d.path.display())))?;
+            let dev = Arc::new(Mutex::new(Block::new(f, d.read_only, &d.id)));
+            let evts = self.place(dev.clone())?;
+            self.subscribers.push(Box::new(BlockHandler {
+                dev,
+                queue_evt: evts[0].clone(),
+            }));
+        }
+        Ok(())
+    }
+
+    fn shares(&mut self, shares: Vec<VmShare>) -> Result<(), VmmError> {
+        for sh in shares {
+            let fs = Fs::connect(sh.stream, &sh.tag, self.mem)
+                .map_err(|e| VmmError::Device(format!("virtio-fs {}: {e}", sh.tag)))?;
+            let dev = Arc::new(Mutex::new(fs));
+            let evts = self.place(dev.clone())?;
+            dev.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_kicks(evts);
+            self.subscribers.push(Box::new(FsHandler::new(dev)));
+        }
+        Ok(())
+    }
+
+    fn net(&mut self, n: &VmNet) -> Result<(), VmmError> {
+        let tap = n
+            .tap
+            .try_clone()
+            .map_err(|e| VmmError::Device(format!("tap: {e}")))?;
+        let dev = Net::new(tap, n.mac);
+        let tap_fd = dev.tap_fd();
+        let dev = Arc::new(Mutex::new(dev));
+        let evts = self.place(dev.clone())?;
+        self.subscribers.push(Box::new(NetHandler {
+            dev,
+            queue_evts: evts,
+            tap_fd,
+        }));
+        Ok(())
+    }
+
+    fn vsock(&mut self, v: &VmVsock) -> Result<(), VmmError> {
+        let mut muxer = Muxer::new(v.cid, v.uds_base.clone(), true)
+            .map_err(|e| VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display())))?;
+        if let Some(b) = &v.connect_base {
+            muxer.connect_to(b.clone());
+        }
+        let dev = Arc::new(Mutex::new(Vsock::new(v.cid, muxer)));
+        let evts = self.place(dev.clone())?;
+        self.subscribers
+            .push(Box::new(VsockHandler::new(dev, evts)));
+        Ok(())
+    }
+}
+
+/// Guest RAM: a sealed memfd when virtiofsd must map it too, anonymous otherwise.
+fn guest_memory(vm: &VmFd, cfg: &VmConfig) -> Result<Arc<GuestMemoryMmap>, VmmError> {
+    let mem = Arc::new(if cfg.shares.is_empty() {
+        memory::create(cfg.mem_bytes)?
+    } else {
+        memory::create_shared(cfg.mem_bytes)?
+    });
+    memory::register(vm, &mem)?;
+    Ok(mem)
+}
+
+/// The kernel and, if any, the initramfs into guest memory.
+fn load_guest(
+    mem: &GuestMemoryMmap,
+    cfg: &VmConfig,
+) -> Result<(boot::KernelEntry, Option<boot::params::Initrd>), VmmError> {
+    let entry = boot::loader::load_kernel(mem, &cfg.kernel)?;
+    let initrd = match &cfg.initrd {
+        Some(p) => {
+            let data = std::fs::read(p)
+                .map_err(|e| VmmError::Kernel(format!("initramfs {}: {e}", p.display())))?;
+            let (addr, size) = boot::loader::load_initrd(mem, &data, entry.kernel_end)?;
+            Some(boot::params::Initrd { addr, size })
+        }
+        None => None,
+    };
+    Ok((entry, initrd))
+}
+
+/// What the boot parameters need of the configuration.
+struct BootArgs {
+    cmdline: String,
+    quiet: bool,
+    vcpus: u8,
+}
+
+/// The command line (naming every virtio-mmio device), the boot protocol's parameters,
+/// the MP table and the page tables. Returns the zero page's address (0 for PVH).
+fn write_boot_params(
+    mem: &GuestMemoryMmap,
+    cfg: &BootArgs,
+    entry: &boot::KernelEntry,
+    initrd: Option<boot::params::Initrd>,
+    slots: &[MmioSlot],
+) -> Result<u64, VmmError> {
+    let cmdline = boot::cmdline::build(&cfg.cmdline, slots, cfg.quiet)?;
+    linux_loader::loader::load_cmdline(mem, vm_memory::GuestAddress(CMDLINE_START), &cmdline)
+        .map_err(|e| VmmError::Cmdline(e.to_string()))?;
+    let cmdline_len = cmdline
+        .as_cstring()
+        .map_err(|e| VmmError::Cmdline(e.to_string()))?
+        .as_bytes_with_nul()
+        .len();
+    let zero_page = match entry.mode {
+        EntryMode::Pvh => {
+            boot::params::write_pvh(mem, initrd)?;
+            0
+        }
+        EntryMode::Linux64 => {
+            boot::params::write_zero_page(mem, cmdline_len, initrd, entry.setup_header)?
+        }
+    };
+    boot::mptable::write(mem, cfg.vcpus)?;
+    boot::regs::write_tables(mem, entry.mode)?;
+    Ok(zero_page)
+}
+
+/// Every vCPU, with CPUID, MSRs and the registers of the kernel's entry point.
+fn create_vcpus(
+    kvm: &Kvm,
+    vm: &VmFd,
+    count: u8,
+    entry: &boot::KernelEntry,
+    zero_page: u64,
+) -> Result<Vec<kvm_ioctls::VcpuFd>, VmmError> {
+    let supported = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
+    let msr_entries = boot::msrs::boot_entries();
+    let msrs =
+        Msrs::from_entries(&msr_entries).map_err(|e| VmmError::Config(format!("MSRs: {e:?}")))?;
+    let mut vcpus = Vec::new();
+    for id in 0..count {
+        let v = vm
+            .create_vcpu(u64::from(id))
+            .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
+        let cpuid = boot::cpuid::for_vcpu(&supported, id, count, tsc_deadline);
+        v.set_cpuid2(&cpuid)
+            .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+        v.set_msrs(&msrs).map_err(VmmError::kvm("KVM_SET_MSRS"))?;
+        boot::regs::setup(&v, entry.entry, entry.mode, zero_page, id == 0)?;
+        vcpus.push(v);
+    }
+    Ok(vcpus)
+}
+
 impl Vm {
-    /// The boot recipe: kvm -> vm -> memory -> kernel -> boot params -> devices ->
-    /// vcpus -> run.
+    /// The boot recipe: kvm -> vm -> memory -> kernel -> devices -> boot params ->
+    /// vcpus -> jail -> run.
     pub fn start(mut cfg: VmConfig) -> Result<Vm, VmmError> {
         if cfg.vcpus == 0 || cfg.vcpus > boot::mptable::MAX_CPUS {
             return Err(VmmError::Config(format!("{} vCPUs", cfg.vcpus)));
@@ -199,144 +387,48 @@ impl Vm {
         let (kvm, vm) = create_vm(cfg.kvm.take())?;
         step.done(Phase::CreateVm);
 
-        let mem = Arc::new(if cfg.shares.is_empty() {
-            memory::create(cfg.mem_bytes)?
-        } else {
-            memory::create_shared(cfg.mem_bytes)?
-        });
-        memory::register(&vm, &mem)?;
+        let mem = guest_memory(&vm, &cfg)?;
         step.done(Phase::GuestMemory);
 
-        let entry = boot::loader::load_kernel(&mem, &cfg.kernel)?;
-        let initrd = match &cfg.initrd {
-            Some(p) => {
-                let data = std::fs::read(p)
-                    .map_err(|e| VmmError::Kernel(format!("initramfs {}: {e}", p.display())))?;
-                let (addr, size) = boot::loader::load_initrd(&mem, &data, entry.kernel_end)?;
-                Some(boot::params::Initrd { addr, size })
-            }
-            None => None,
-        };
+        let (entry, initrd) = load_guest(&mem, &cfg)?;
         step.done(Phase::KernelLoad);
 
         let mut pio = Bus::new();
-        let mut mmio = Bus::new();
-        let mut subscribers: Vec<Subscriber> = Vec::new();
         let timer = BootTimer::default();
         let agent_time = timer.at.clone();
         add_legacy_devices(&vm, &mut pio, cfg.console, timer)?;
-        let mut slots = Vec::new();
-        let mut next = 0u64;
-        let mut alloc_slot = || {
-            let s = MmioSlot {
-                base: MMIO_START + next * MMIO_SLOT,
-                irq: VIRTIO_IRQ_BASE + next as u32,
-            };
-            next += 1;
-            s
+        let mut devices = DeviceSet {
+            vm: &vm,
+            mem: &mem,
+            mmio: Bus::new(),
+            subscribers: Vec::new(),
+            slots: Vec::new(),
         };
-        for d in &cfg.disks {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(!d.read_only)
-                .open(&d.path)
-                .map_err(|e| VmmError::Device(format!("disk {}: {e}", d.path.display())))?;
-            let dev = Arc::new(Mutex::new(Block::new(f, d.read_only, &d.id)));
-            let slot = alloc_slot();
-            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
-            subscribers.push(Box::new(BlockHandler {
-                dev,
-                queue_evt: evts[0].clone(),
-            }));
-            slots.push(slot);
-        }
-        for sh in std::mem::take(&mut cfg.shares) {
-            let fs = Fs::connect(sh.stream, &sh.tag, &mem)
-                .map_err(|e| VmmError::Device(format!("virtio-fs {}: {e}", sh.tag)))?;
-            let dev = Arc::new(Mutex::new(fs));
-            let slot = alloc_slot();
-            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
-            dev.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_kicks(evts);
-            subscribers.push(Box::new(FsHandler::new(dev)));
-            slots.push(slot);
-        }
-        if let Some(n) = cfg.net.as_mut() {
-            let tap = n
-                .tap
-                .try_clone()
-                .map_err(|e| VmmError::Device(format!("tap: {e}")))?;
-            let dev = Net::new(tap, n.mac);
-            let tap_fd = dev.tap_fd();
-            let dev = Arc::new(Mutex::new(dev));
-            let slot = alloc_slot();
-            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
-            subscribers.push(Box::new(NetHandler {
-                dev,
-                queue_evts: evts,
-                tap_fd,
-            }));
-            slots.push(slot);
+        devices.disks(&cfg.disks)?;
+        devices.shares(std::mem::take(&mut cfg.shares))?;
+        if let Some(n) = &cfg.net {
+            devices.net(n)?;
         }
         if let Some(v) = &cfg.vsock {
-            let mut muxer = Muxer::new(v.cid, v.uds_base.clone(), true).map_err(|e| {
-                VmmError::Device(format!("vsock socket {}: {e}", v.uds_base.display()))
-            })?;
-            if let Some(b) = &v.connect_base {
-                muxer.connect_to(b.clone());
-            }
-            let dev = Arc::new(Mutex::new(Vsock::new(v.cid, muxer)));
-            let slot = alloc_slot();
-            let evts = add_virtio(&vm, &mem, &mut mmio, slot, dev.clone())?;
-            subscribers.push(Box::new(VsockHandler::new(dev, evts)));
-            slots.push(slot);
+            devices.vsock(v)?;
         }
-        if slots.iter().any(|s| s.irq > IRQ_MAX) {
-            return Err(VmmError::Config("too many devices".into()));
-        }
+        let DeviceSet {
+            mmio,
+            subscribers,
+            slots,
+            ..
+        } = devices;
         step.done(Phase::Devices);
 
-        let cmdline = boot::cmdline::build(&cfg.cmdline, &slots, cfg.quiet)?;
-        linux_loader::loader::load_cmdline(&*mem, vm_memory::GuestAddress(CMDLINE_START), &cmdline)
-            .map_err(|e| VmmError::Cmdline(e.to_string()))?;
-        let cmdline_len = cmdline
-            .as_cstring()
-            .map_err(|e| VmmError::Cmdline(e.to_string()))?
-            .as_bytes_with_nul()
-            .len();
-        let zero_page = match entry.mode {
-            EntryMode::Pvh => {
-                boot::params::write_pvh(&mem, initrd)?;
-                0
-            }
-            EntryMode::Linux64 => {
-                boot::params::write_zero_page(&mem, cmdline_len, initrd, entry.setup_header)?
-            }
+        let args = BootArgs {
+            cmdline: std::mem::take(&mut cfg.cmdline),
+            quiet: cfg.quiet,
+            vcpus: cfg.vcpus,
         };
-        boot::mptable::write(&mem, cfg.vcpus)?;
-        boot::regs::write_tables(&mem, entry.mode)?;
+        let zero_page = write_boot_params(&mem, &args, &entry, initrd, &slots)?;
         step.done(Phase::BootParams);
 
-        let supported = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(VmmError::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        let tsc_deadline = kvm.check_extension(Cap::TscDeadlineTimer);
-        let msr_entries = boot::msrs::boot_entries();
-        let msrs = Msrs::from_entries(&msr_entries)
-            .map_err(|e| VmmError::Config(format!("MSRs: {e:?}")))?;
-        let mut vcpus = Vec::new();
-        for id in 0..cfg.vcpus {
-            let v = vm
-                .create_vcpu(u64::from(id))
-                .map_err(VmmError::kvm("KVM_CREATE_VCPU"))?;
-            let cpuid = boot::cpuid::for_vcpu(&supported, id, cfg.vcpus, tsc_deadline);
-            v.set_cpuid2(&cpuid)
-                .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
-            v.set_msrs(&msrs).map_err(VmmError::kvm("KVM_SET_MSRS"))?;
-            boot::regs::setup(&v, entry.entry, entry.mode, zero_page, id == 0)?;
-            vcpus.push(v);
-        }
+        let vcpus = create_vcpus(&kvm, &vm, cfg.vcpus, &entry, zero_page)?;
         step.done(Phase::Vcpus);
 
         let filters = match cfg.before_run.take() {

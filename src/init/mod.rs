@@ -10,6 +10,7 @@ pub mod mounts;
 pub mod reaper;
 pub mod rootfs;
 pub mod stdio;
+pub mod syscall;
 pub mod workload;
 
 use crate::sandbox::SandboxError;

@@ -2,8 +2,9 @@
 //! before pivot_root. Targets are resolved inside the root — a symlink in the image
 //! (`/data -> /etc`) is followed within the container's tree, never out to the host's.
 
+use super::syscall::Syscall;
 use super::SetupError;
-use nix::mount::{mount, MsFlags};
+use nix::mount::MsFlags;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -302,15 +303,14 @@ fn copy_up_aside(from: &Path, volume: &Path, shift: Option<(u32, u32, u32)>) -> 
 /// `/run/x`, whatever the order given).
 /// `idmap` (a remapped container): the user namespace to map volumes through, the
 /// host uid/gid owning tmpfs mounts, and where idmapped views are staged.
-pub fn mount_all(
+pub fn mount_all_with(
+    sys: &dyn Syscall,
     root: &Path,
     mounts: &[PlannedMount],
     staging: &Path,
     idmap: Option<&super::rootfs::RootIdmap>,
 ) -> Result<(), SetupError> {
-    let mut order: Vec<(usize, &PlannedMount)> = mounts.iter().enumerate().collect();
-    order.sort_by_key(|(_, m)| m.target.split('/').filter(|c| !c.is_empty()).count());
-    for (i, m) in order {
+    for (i, m) in mount_order(mounts) {
         let t = m.target.as_str();
         let at = resolve_in(root, t).map_err(|e| err("resolve mount target", t, e))?;
         let file_bind = matches!(&m.source, MountSource::Bind(s) if !s.is_dir());
@@ -324,86 +324,22 @@ pub fn mount_all(
         } else {
             fs::create_dir_all(&at).map_err(|e| err("create mount target", t, e))?;
         }
-        let ro = if m.readonly {
-            MsFlags::MS_RDONLY
-        } else {
-            MsFlags::empty()
-        };
         match &m.source {
-            MountSource::Bind(src) => {
-                // A remapped container's image shows host ids: they go back to the
-                // volume as the ids its idmapped view stores them as.
-                let shift = idmap
-                    .filter(|_| m.kind_volume)
-                    .map(|i| (i.uid, i.gid, i.size));
-                if m.copy_up && !m.readonly && !file_bind && is_empty_dir(src) {
-                    copy_up_aside(&at, src, shift)
-                        .map_err(|e| err("copy the image's files into", t, e))?;
-                }
-                match idmap {
-                    // A remapped container sees a volume's files with their owners as
-                    // any other container does: through an idmapped view (the files on
-                    // disk keep their ids). A host path keeps the host's ids.
-                    Some(map) if m.kind_volume => {
-                        let view = map.staging.join(format!("v{i}"));
-                        fs::create_dir_all(&view).map_err(|e| err("stage", t, e))?;
-                        mount_idmapped(src, &view, map.userns).map_err(|e| err("idmap", t, e))?;
-                        mount(
-                            Some(&view),
-                            &at,
-                            None::<&str>,
-                            MsFlags::MS_MOVE,
-                            None::<&str>,
-                        )
-                        .map_err(|e| err("move the volume to", t, e))?;
-                    }
-                    _ => mount(
-                        Some(src),
-                        &at,
-                        None::<&str>,
-                        MsFlags::MS_BIND | MsFlags::MS_REC,
-                        None::<&str>,
-                    )
-                    .map_err(|e| err("bind-mount", t, e))?,
-                }
-                if m.readonly {
-                    mount(
-                        None::<&str>,
-                        &at,
-                        None::<&str>,
-                        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
-                        None::<&str>,
-                    )
-                    .map_err(|e| err("make read-only", t, e))?;
-                }
-            }
-            MountSource::Filesystem { source, fstype } => {
-                // Mounted aside first, filled from the image if new, then moved over
-                // the target. A read-only share is mounted so from the start (its
-                // back end refuses writes too), and nothing is copied into it.
-                let stage = staging.join(format!("vol{i}"));
-                fs::create_dir_all(&stage).map_err(|e| err("create staging for", t, e))?;
-                mount(
-                    Some(source.as_str()),
-                    &stage,
-                    Some(fstype.as_str()),
-                    MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro,
-                    None::<&str>,
-                )
-                .map_err(|e| err("mount the share for", t, e))?;
-                if m.copy_up && !m.readonly && is_empty_dir(&stage) {
-                    copy_tree(&at, &stage).map_err(|e| err("copy the image's files into", t, e))?;
-                }
-                mount(
-                    Some(&stage),
-                    &at,
-                    None::<&str>,
-                    MsFlags::MS_MOVE,
-                    None::<&str>,
-                )
-                .map_err(|e| err("move the volume to", t, e))?;
-            }
+            MountSource::Bind(src) => bind(sys, m, i, src, &at, file_bind, idmap)?,
+            MountSource::Filesystem { source, fstype } => filesystem(
+                sys,
+                m,
+                &staging.join(format!("vol{i}")),
+                source,
+                fstype,
+                &at,
+            )?,
             MountSource::Tmpfs { size, mode, exec } => {
+                let ro = if m.readonly {
+                    MsFlags::MS_RDONLY
+                } else {
+                    MsFlags::empty()
+                };
                 let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro;
                 if !exec {
                     flags |= MsFlags::MS_NOEXEC;
@@ -415,18 +351,112 @@ pub fn mount_all(
                 if let Some(s) = size {
                     data.push(format!("size={s}"));
                 }
-                mount(
-                    Some("tmpfs"),
+                sys.mount(
+                    Some(Path::new("tmpfs")),
                     &at,
                     Some("tmpfs"),
                     flags,
-                    Some(data.join(",").as_str()),
+                    Some(&data.join(",")),
                 )
                 .map_err(|e| err("mount tmpfs at", t, e))?;
             }
         }
     }
     Ok(())
+}
+
+/// Parents before children, otherwise in the order given (with each mount's index).
+fn mount_order(mounts: &[PlannedMount]) -> Vec<(usize, &PlannedMount)> {
+    let mut order: Vec<(usize, &PlannedMount)> = mounts.iter().enumerate().collect();
+    order.sort_by_key(|(_, m)| m.target.split('/').filter(|c| !c.is_empty()).count());
+    order
+}
+
+/// A host path or a volume's directory, bound at `at` (read-only if asked).
+fn bind(
+    sys: &dyn Syscall,
+    m: &PlannedMount,
+    i: usize,
+    src: &Path,
+    at: &Path,
+    file_bind: bool,
+    idmap: Option<&super::rootfs::RootIdmap>,
+) -> Result<(), SetupError> {
+    let t = m.target.as_str();
+    // A remapped container's image shows host ids: they go back to the volume as the
+    // ids its idmapped view stores them as.
+    let shift = idmap
+        .filter(|_| m.kind_volume)
+        .map(|i| (i.uid, i.gid, i.size));
+    if m.copy_up && !m.readonly && !file_bind && is_empty_dir(src) {
+        copy_up_aside(at, src, shift).map_err(|e| err("copy the image's files into", t, e))?;
+    }
+    match idmap {
+        // A remapped container sees a volume's files with their owners as any other
+        // container does: through an idmapped view (the files on disk keep their ids).
+        // A host path keeps the host's ids.
+        Some(map) if m.kind_volume => {
+            let view = map.staging.join(format!("v{i}"));
+            fs::create_dir_all(&view).map_err(|e| err("stage", t, e))?;
+            sys.mount_idmapped(src, &view, map.userns)
+                .map_err(|e| err("idmap", t, e))?;
+            sys.mount(Some(&view), at, None, MsFlags::MS_MOVE, None)
+                .map_err(|e| err("move the volume to", t, e))?;
+        }
+        _ => sys
+            .mount(
+                Some(src),
+                at,
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None,
+            )
+            .map_err(|e| err("bind-mount", t, e))?,
+    }
+    if m.readonly {
+        sys.mount(
+            None,
+            at,
+            None,
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY,
+            None,
+        )
+        .map_err(|e| err("make read-only", t, e))?;
+    }
+    Ok(())
+}
+
+/// A filesystem (a microVM's virtio-fs share): mounted aside first, filled from the
+/// image if new, then moved over the target. A read-only share is mounted so from the
+/// start (its back end refuses writes too), and nothing is copied into it.
+fn filesystem(
+    sys: &dyn Syscall,
+    m: &PlannedMount,
+    stage: &Path,
+    source: &str,
+    fstype: &str,
+    at: &Path,
+) -> Result<(), SetupError> {
+    let t = m.target.as_str();
+    let ro = if m.readonly {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
+    fs::create_dir_all(stage).map_err(|e| err("create staging for", t, e))?;
+    sys.mount(
+        Some(Path::new(source)),
+        stage,
+        Some(fstype),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | ro,
+        None,
+    )
+    .map_err(|e| err("mount the share for", t, e))?;
+    if m.copy_up && !m.readonly && is_empty_dir(stage) {
+        copy_tree(at, stage).map_err(|e| err("copy the image's files into", t, e))?;
+    }
+    sys.mount(Some(stage), at, None, MsFlags::MS_MOVE, None)
+        .map_err(|e| err("move the volume to", t, e))
 }
 
 #[cfg(test)]

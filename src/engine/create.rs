@@ -747,3 +747,169 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> (Engine, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let paths = crate::paths::Paths::new(&d.path().join("root"), &d.path().join("run"));
+        (Engine::open(paths).unwrap(), d)
+    }
+
+    fn opts() -> CreateOptions {
+        CreateOptions {
+            image: "busybox".into(),
+            ..Default::default()
+        }
+    }
+
+    /// The one error line `validate` gives.
+    fn refused(e: &Engine, o: &CreateOptions) -> String {
+        match e.validate(o) {
+            Err(EngineError::Invalid(m)) => m,
+            Err(other) => panic!("not an invalid-input error: {other}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn memory_limits_below_docker_minimum_or_beyond_the_host_are_refused() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        o.memory = Some("4m".into());
+        assert!(refused(&e, &o).contains("minimum memory limit"));
+        o.memory = Some("99999999g".into());
+        assert!(refused(&e, &o).contains("more than this host's"));
+        o.isolation = Some(Isolation::Vm);
+        assert!(refused(&e, &o).contains("of memory"));
+        o.memory = Some("64m".into());
+        assert_eq!(e.validate(&o).unwrap().memory, Some(64 << 20));
+    }
+
+    #[test]
+    fn cpus_are_bounded_by_the_host_or_by_the_vmm() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        for c in [1e9, 0.0, f64::NAN] {
+            o.cpus = Some(c);
+            assert!(refused(&e, &o).contains("invalid --cpus"), "{c}");
+        }
+        o.isolation = Some(Isolation::Vm);
+        o.cpus = Some(crate::spec::MAX_VCPUS as f64);
+        assert!(
+            e.validate(&o).is_ok(),
+            "a microVM may have more vCPUs than the host"
+        );
+        o.cpus = Some(crate::spec::MAX_VCPUS as f64 + 1.0);
+        assert!(refused(&e, &o).contains("vCPUs a microVM can have"));
+    }
+
+    #[test]
+    fn names_hostnames_and_workdirs_are_checked() {
+        let (e, _d) = engine();
+        for h in ["a/b", "", "-x", &"a".repeat(64)] {
+            let mut o = opts();
+            o.hostname = Some(h.to_string());
+            assert!(e.validate(&o).is_err(), "hostname {h:?}");
+        }
+        let mut o = opts();
+        o.name = Some("../x".into());
+        assert!(refused(&e, &o).contains("invalid container name"));
+        let mut o = opts();
+        o.workdir = Some("rel".into());
+        assert!(refused(&e, &o).contains("absolute path"));
+    }
+
+    #[test]
+    fn environment_entries_need_a_name_and_bare_names_come_from_ours() {
+        assert!(expand_env(&["=value".into()]).is_err());
+        assert!(expand_env(&[String::new()]).is_err());
+        assert!(expand_env(&["A=b\0c".into()]).is_err());
+        std::env::set_var("TB_UNIT_TEST_VAR", "from-host");
+        assert_eq!(
+            expand_env(&[
+                "TB_UNIT_TEST_VAR".into(),
+                "K=V=W".into(),
+                "TB_UNSET_VAR_X".into()
+            ])
+            .unwrap(),
+            ["TB_UNIT_TEST_VAR=from-host", "K=V=W"]
+        );
+    }
+
+    #[test]
+    fn a_microvm_has_its_own_network_stack() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        o.isolation = Some(Isolation::Vm);
+        o.network = Some("host".into());
+        assert!(refused(&e, &o).contains("own network stack"));
+    }
+
+    #[test]
+    fn ports_links_ips_and_aliases_need_the_right_network() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        o.network = Some("none".into());
+        o.publish = vec!["8080:80".into()];
+        assert!(refused(&e, &o).contains("need a bridge network"));
+        let mut o = opts();
+        o.ip = Some("10.0.0.5".into());
+        assert!(refused(&e, &o).contains("user-defined networks"));
+        let mut o = opts();
+        o.links = vec!["ghost:db".into()];
+        assert!(refused(&e, &o).contains("no such container"));
+        let mut o = opts();
+        o.network = Some("nosuchnet".into());
+        assert!(e.validate(&o).is_err());
+        let mut o = opts();
+        o.publish = vec!["99999:80".into()];
+        assert!(e.validate(&o).is_err(), "port out of range");
+    }
+
+    #[test]
+    fn a_microvm_takes_a_bounded_number_of_shares() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        o.isolation = Some(Isolation::Vm);
+        o.volumes = (0..=crate::volume::vm::MAX_SHARES)
+            .map(|i| format!("v{i}:/data{i}"))
+            .collect();
+        assert!(refused(&e, &o).contains("at most"));
+        o.volumes.pop();
+        assert!(e.validate(&o).is_ok());
+    }
+
+    #[test]
+    fn security_options_follow_docker_and_refuse_what_twinbox_lacks() {
+        let mut o = opts();
+        o.security_opt = vec!["seccomp=unconfined".into(), "no-new-privileges".into()];
+        let s = security_options(&o).unwrap();
+        assert_eq!(s.seccomp, Seccomp::Unconfined);
+        assert!(s.no_new_privileges);
+        for bad in ["label=type:x", "apparmor=myprofile", "bogus", "seccomp="] {
+            o.security_opt = vec![bad.into()];
+            assert!(security_options(&o).is_err(), "{bad}");
+        }
+        o.security_opt = vec!["label:disable".into(), "no-new-privileges=false".into()];
+        assert!(!security_options(&o).unwrap().no_new_privileges);
+        o.security_opt = vec![];
+        o.cap_add = vec!["NOT_A_CAP".into()];
+        assert!(security_options(&o).is_err());
+    }
+
+    #[test]
+    fn log_options_are_checked_before_anything_is_made() {
+        let (e, _d) = engine();
+        let mut o = opts();
+        o.log_driver = Some("syslog".into());
+        assert!(e.validate(&o).is_err());
+        let mut o = opts();
+        o.log_opts = vec!["max-size=lots".into()];
+        assert!(e.validate(&o).is_err());
+        // Nothing was written: no container, no volume.
+        assert!(e.store.list().unwrap().is_empty());
+    }
+}

@@ -4,6 +4,8 @@
 //! records the exit code, and removes `--rm` containers. For `vm` the VMM runs here.
 
 pub mod client;
+#[cfg(test)]
+mod fake;
 pub mod logs;
 pub mod protocol;
 mod report;

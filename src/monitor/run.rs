@@ -369,3 +369,197 @@ pub fn reap_dead(paths: &Paths, store: &Store, id: &str) -> Option<ContainerReco
     }
     store.load(id).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::FakeSandbox;
+    use super::*;
+    use std::io::{BufRead, BufReader};
+
+    struct Fixture {
+        _d: tempfile::TempDir,
+        paths: Paths,
+        store: Store,
+        rec: ContainerRecord,
+    }
+
+    fn fixture(auto_remove: bool) -> Fixture {
+        let d = tempfile::tempdir().unwrap();
+        let paths = Paths::new(&d.path().join("root"), &d.path().join("run"));
+        let store = Store::open(&paths.root).unwrap();
+        let mut rec = ContainerRecord::for_test("c1", "web");
+        rec.auto_remove = auto_remove;
+        store.insert(&rec).unwrap();
+        std::fs::create_dir_all(paths.run_dir("c1")).unwrap();
+        Fixture {
+            _d: d,
+            paths,
+            store,
+            rec,
+        }
+    }
+
+    fn reports(r: File) -> Vec<protocol::StartReport> {
+        BufReader::new(r)
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_start_that_fails_after_the_sandbox_kills_it_and_tells_the_starter_and_the_client() {
+        let f = fixture(false);
+        let sb = FakeSandbox::default();
+        let (r, w) = crate::init::pipe().unwrap();
+        let reporter = Reporter::new(Some(w));
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let mut ending = Ending {
+            paths: &f.paths,
+            store: &f.store,
+            rec: &f.rec,
+            sandbox: Some(&sb),
+            first: Some((server, Request::Wait)),
+            reporter: &reporter,
+            shared: None,
+        };
+        let code = ending.start_failed("port 80 is taken".into(), 125, true, false);
+        drop(ending);
+        drop(reporter);
+        assert_eq!(code, 125);
+        assert_eq!(sb.calls(), ["kill", "cleanup"]);
+        let rec = f.store.load("c1").unwrap();
+        assert_eq!(rec.state.status, Status::Created);
+        assert_eq!(rec.state.error, "port 80 is taken");
+        assert!(!f.paths.run_dir("c1").exists());
+        assert_eq!(
+            reports(r),
+            [protocol::StartReport::Failed {
+                error: "port 80 is taken".into(),
+                code: 125
+            }]
+        );
+        let (k, msg) = protocol::read_frame(&mut client).unwrap().unwrap();
+        assert_eq!((k, msg), (Kind::Error, b"port 80 is taken".to_vec()));
+        let (k, c) = protocol::read_frame(&mut client).unwrap().unwrap();
+        assert_eq!((k, c), (Kind::Exit, 125i32.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_start_that_fails_in_the_backend_keeps_its_code_and_has_nothing_to_stop() {
+        let f = fixture(false);
+        let (r, w) = crate::init::pipe().unwrap();
+        let reporter = Reporter::new(Some(w));
+        let mut ending = Ending {
+            paths: &f.paths,
+            store: &f.store,
+            rec: &f.rec,
+            sandbox: None,
+            first: None,
+            reporter: &reporter,
+            shared: None,
+        };
+        let code = ending.start_failed("exec: \"nope\": not found".into(), 127, false, false);
+        drop(ending);
+        drop(reporter);
+        assert_eq!(code, 127);
+        assert!(matches!(
+            reports(r).as_slice(),
+            [protocol::StartReport::Failed { code: 127, .. }]
+        ));
+        assert!(f.store.load("c1").unwrap().state.error.contains("nope"));
+    }
+
+    fn exit_with(f: &Fixture, sb: &FakeSandbox, auto_remove: bool) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            sandbox: Box::new(sb.clone()),
+            attachers: Mutex::new(Vec::new()),
+            stdin: Mutex::new(None),
+            exit: Mutex::new(None),
+            exit_cv: Condvar::new(),
+            pending: Mutex::new(0),
+            pending_cv: Condvar::new(),
+            store: f.store.clone(),
+            id: "c1".into(),
+            next_attacher: Mutex::new(0),
+        });
+        let reporter = Reporter::default();
+        let info = ExitInfo {
+            code: 3,
+            oom_killed: false,
+        };
+        let mut ending = Ending {
+            paths: &f.paths,
+            store: &f.store,
+            rec: &f.rec,
+            sandbox: Some(sb),
+            first: None,
+            reporter: &reporter,
+            shared: Some((&shared, info)),
+        };
+        let occasion = Occasion::Exited {
+            info,
+            metrics: Metrics {
+                phases: vec![(Phase::Clone, 1.0)],
+                ..Default::default()
+            },
+            auto_remove,
+            published: false,
+        };
+        assert!(teardown::run(&mut ending, &occasion).is_empty());
+        shared
+    }
+
+    #[test]
+    fn an_exit_is_recorded_with_its_metrics_after_the_sandbox_is_torn_down_then_announced() {
+        let f = fixture(false);
+        let sb = FakeSandbox::default();
+        let shared = exit_with(&f, &sb, false);
+        assert_eq!(sb.calls(), ["cleanup"], "an exited workload is not killed");
+        let rec = f.store.load("c1").unwrap();
+        assert_eq!(rec.state.status, Status::Exited);
+        assert_eq!(rec.state.exit_code, Some(3));
+        assert_eq!(rec.state.metrics.unwrap().phases, [(Phase::Clone, 1.0)]);
+        assert!(!f.paths.run_dir("c1").exists());
+        assert_eq!(
+            shared.wait_exit(Some(Duration::ZERO)).map(|i| i.code),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn an_rm_container_leaves_no_record_behind() {
+        let f = fixture(true);
+        let sb = FakeSandbox::default();
+        exit_with(&f, &sb, true);
+        assert!(f.store.load("c1").is_err());
+        assert!(!f.paths.run_dir("c1").exists());
+    }
+
+    #[test]
+    fn a_container_whose_monitor_died_is_recorded_exited_137_with_why() {
+        let f = fixture(false);
+        f.store
+            .update("c1", |r| {
+                r.state.status = Status::Running;
+                r.state.monitor_pid = i32::MAX;
+            })
+            .unwrap();
+        let rec = reap_dead(&f.paths, &f.store, "c1").unwrap();
+        assert_eq!(rec.state.status, Status::Exited);
+        assert_eq!(rec.state.exit_code, Some(137));
+        assert!(rec.state.error.contains("monitor"));
+        assert!(!f.paths.run_dir("c1").exists());
+        // A live one is left alone.
+        let f = fixture(false);
+        let me = std::process::id() as i32;
+        f.store
+            .update("c1", |r| {
+                r.state.status = Status::Running;
+                r.state.monitor_pid = me;
+                r.state.monitor_start = crate::util::proc::start_time(me).unwrap();
+            })
+            .unwrap();
+        let rec = reap_dead(&f.paths, &f.store, "c1").unwrap();
+        assert_eq!(rec.state.status, Status::Running);
+    }
+}

@@ -402,3 +402,225 @@ impl Read for FrameReader {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::fake::FakeSandbox;
+    use super::*;
+    use crate::state::{ContainerRecord, Store};
+    use std::sync::Condvar;
+
+    /// A monitor around `sb` whose main thread records the exit as the real one does.
+    fn monitor(sb: &FakeSandbox) -> (Arc<Shared>, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        store
+            .insert(&ContainerRecord::for_test("c1", "web"))
+            .unwrap();
+        let shared = Arc::new(Shared {
+            sandbox: Box::new(sb.clone()),
+            attachers: Mutex::new(Vec::new()),
+            stdin: Mutex::new(None),
+            exit: Mutex::new(None),
+            exit_cv: Condvar::new(),
+            pending: Mutex::new(0),
+            pending_cv: Condvar::new(),
+            store,
+            id: "c1".into(),
+            next_attacher: Mutex::new(0),
+        });
+        let s = shared.clone();
+        thread::spawn(move || {
+            let info = s.sandbox.wait();
+            *s.exit.lock().unwrap() = Some(info);
+            s.exit_cv.notify_all();
+        });
+        (shared, d)
+    }
+
+    /// Send `req` as a client would; the one-line reply.
+    fn ask(shared: &Arc<Shared>, req: Request) -> Reply {
+        let (mut client, server) = UnixStream::pair().unwrap();
+        spawn_handler(shared, server, req);
+        protocol::read_json_line(&mut client).unwrap()
+    }
+
+    #[test]
+    fn wait_answers_with_the_exit_code() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        let s2 = sb.clone();
+        thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            s2.end(3)
+        });
+        assert_eq!(ask(&m, Request::Wait), Reply::Exited { exit_code: Some(3) });
+    }
+
+    #[test]
+    fn sigkill_takes_the_whole_sandbox_down_other_signals_are_delivered() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        assert_eq!(
+            ask(
+                &m,
+                Request::Kill {
+                    signal: libc::SIGHUP
+                }
+            ),
+            Reply::Done
+        );
+        assert_eq!(sb.calls(), ["signal 1"]);
+        assert_eq!(
+            ask(
+                &m,
+                Request::Kill {
+                    signal: libc::SIGKILL
+                }
+            ),
+            Reply::Done
+        );
+        assert_eq!(sb.calls(), ["signal 1", "kill"]);
+    }
+
+    #[test]
+    fn stop_is_graceful_when_the_workload_obeys() {
+        let sb = FakeSandbox::dying_on(&[libc::SIGTERM]);
+        let (m, _d) = monitor(&sb);
+        let r = ask(
+            &m,
+            Request::Stop {
+                signal: libc::SIGTERM,
+                timeout: 10,
+            },
+        );
+        assert_eq!(
+            r,
+            Reply::Exited {
+                exit_code: Some(143)
+            }
+        );
+        assert_eq!(sb.calls(), ["signal 15"]);
+    }
+
+    #[test]
+    fn stop_kills_a_workload_that_ignores_the_signal_after_the_timeout() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        let r = ask(
+            &m,
+            Request::Stop {
+                signal: libc::SIGTERM,
+                timeout: 0,
+            },
+        );
+        assert_eq!(
+            r,
+            Reply::Exited {
+                exit_code: Some(137)
+            }
+        );
+        assert_eq!(sb.calls(), ["signal 15", "kill"]);
+    }
+
+    #[test]
+    fn pause_and_resume_are_recorded_in_the_state() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        assert_eq!(ask(&m, Request::Pause), Reply::Done);
+        assert_eq!(m.store.load("c1").unwrap().state.status, Status::Paused);
+        assert_eq!(ask(&m, Request::Resume), Reply::Done);
+        assert_eq!(m.store.load("c1").unwrap().state.status, Status::Running);
+        assert_eq!(sb.calls(), ["pause", "resume"]);
+    }
+
+    #[test]
+    fn a_failed_request_is_refused_with_why_and_changes_nothing() {
+        let mut sb = FakeSandbox::default();
+        sb.pause_fails = Some("the cgroup is gone".into());
+        let (m, _d) = monitor(&sb);
+        match ask(&m, Request::Pause) {
+            Reply::Refused { error } => assert!(error.contains("the cgroup is gone")),
+            other => panic!("{other:?}"),
+        }
+        assert_ne!(m.store.load("c1").unwrap().state.status, Status::Paused);
+    }
+
+    #[test]
+    fn top_and_stats_answer_typed() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        match ask(&m, Request::Top) {
+            Reply::Top { rows } => assert_eq!(rows[0].cmd, "sleep 60"),
+            other => panic!("{other:?}"),
+        }
+        match ask(&m, Request::Stats) {
+            Reply::Stats { stats } => assert_eq!(stats.pids, 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_exec_that_cannot_start_ends_with_an_error_and_127() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        let (mut client, server) = UnixStream::pair().unwrap();
+        let process = crate::spec::ProcessSpec {
+            args: vec!["nope".into()],
+            ..Default::default()
+        };
+        spawn_handler(
+            &m,
+            server,
+            Request::Exec {
+                process,
+                detach: false,
+            },
+        );
+        let (k, msg) = read_frame(&mut client).unwrap().unwrap();
+        assert_eq!(k, Kind::Error);
+        assert!(String::from_utf8_lossy(&msg).contains("nope"));
+        let (k, code) = read_frame(&mut client).unwrap().unwrap();
+        assert_eq!((k, code), (Kind::Exit, 127i32.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn an_attach_after_the_exit_hears_it_at_once() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        sb.end(5);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while m.exit.lock().unwrap().is_none() && std::time::Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let (mut client, server) = UnixStream::pair().unwrap();
+        spawn_handler(
+            &m,
+            server,
+            Request::Attach {
+                stdin: false,
+                stdout: true,
+                stderr: true,
+                close_stdin: false,
+            },
+        );
+        let (k, code) = read_frame(&mut client).unwrap().unwrap();
+        assert_eq!((k, code), (Kind::Exit, 5i32.to_be_bytes().to_vec()));
+    }
+
+    #[test]
+    fn a_bad_request_line_is_refused() {
+        let sb = FakeSandbox::default();
+        let (m, _d) = monitor(&sb);
+        let d = tempfile::tempdir().unwrap();
+        let sock = d.path().join("s");
+        let l = UnixListener::bind(&sock).unwrap();
+        spawn_accept_loop(&m, l);
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(b"{\"op\":\"format_disk\"}\n").unwrap();
+        match protocol::read_json_line::<Reply>(&mut c).unwrap() {
+            Reply::Refused { error } => assert!(error.contains("bad request"), "{error}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -131,6 +131,30 @@ pub struct ContainerRecord {
 }
 
 impl ContainerRecord {
+    /// A stopped busybox record with nothing else to it, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_string(),
+            name: name.to_string(),
+            created: chrono::Utc::now(),
+            image: "busybox".into(),
+            image_id: "sha256:x".into(),
+            layers: vec![],
+            entrypoint: vec![],
+            cmd: vec!["sh".into()],
+            user: String::new(),
+            spec: crate::spec::SandboxSpec::default(),
+            auto_remove: false,
+            restart_count: 0,
+            state: ContainerState::default(),
+            vm: None,
+            ports: vec![],
+            links: vec![],
+            log_config: Default::default(),
+        }
+    }
+
     pub fn short_id(&self) -> &str {
         &self.id[..12.min(self.id.len())]
     }

@@ -420,29 +420,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::SandboxSpec;
-    use crate::state::ContainerState;
 
     fn rec(id: &str, name: &str) -> ContainerRecord {
-        ContainerRecord {
-            id: id.to_string(),
-            name: name.to_string(),
-            created: chrono::Utc::now(),
-            image: "busybox".into(),
-            image_id: "sha256:x".into(),
-            layers: vec![],
-            entrypoint: vec![],
-            cmd: vec!["sh".into()],
-            user: String::new(),
-            spec: SandboxSpec::default(),
-            auto_remove: false,
-            restart_count: 0,
-            state: ContainerState::default(),
-            vm: None,
-            ports: vec![],
-            links: vec![],
-            log_config: Default::default(),
-        }
+        ContainerRecord::for_test(id, name)
     }
 
     #[test]

@@ -220,3 +220,28 @@ fn a_killed_monitor_is_reported_truthfully() {
     tb.ok(&["rm", &id]);
     tb.assert_clean(&[id]);
 }
+
+#[test]
+fn the_leak_check_sees_a_running_monitor() {
+    // assert_clean must notice a monitor left behind: monitors are forked, not
+    // exec'd, so they are found by the state root in their environment.
+    let tb = Tb::new();
+    let id = tb
+        .ok(&["run", "-d", "--network", "none", "busybox", "sleep", "60"])
+        .trim()
+        .to_string();
+    let root = tb.dir.path().display().to_string();
+    let found = processes_of(&root);
+    assert!(
+        !found.is_empty(),
+        "the running container's monitor is not seen"
+    );
+    let comms: Vec<String> = found
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect();
+    assert!(comms.iter().any(|c| c == "tb-monitor"), "{comms:?}");
+    tb.ok(&["rm", "-f", &id]);
+    tb.assert_clean(&[id]);
+}

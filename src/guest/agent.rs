@@ -20,7 +20,7 @@ use nix::mount::{mount, MsFlags};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -131,33 +131,6 @@ fn cmdline_value(key: &str) -> Option<String> {
         .find_map(|w| w.strip_prefix(&format!("{key}=")).map(String::from))
 }
 
-pub(crate) fn vsock_connect(cid: u32, port: u32) -> io::Result<File> {
-    // SAFETY: socket(2) with constant arguments.
-    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just created and is owned by this File.
-    let file = unsafe { File::from_raw_fd(fd) };
-    // SAFETY: sockaddr_vm is plain old data; zeroed is a valid value.
-    let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
-    addr.svm_port = port;
-    addr.svm_cid = cid;
-    // SAFETY: connect reads `addr` for the given length; both outlive the call.
-    let rc = unsafe {
-        libc::connect(
-            fd,
-            &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(file)
-}
-
 fn oom_kills() -> u64 {
     std::fs::read_to_string("/proc/vmstat")
         .ok()
@@ -177,7 +150,7 @@ fn run() -> io::Result<()> {
         .unwrap_or(protocol::AGENT_PORT);
     let mut conn = None;
     for _ in 0..100 {
-        match vsock_connect(libc::VMADDR_CID_HOST, port) {
+        match super::vsock::connect(libc::VMADDR_CID_HOST, port) {
             Ok(c) => {
                 conn = Some(c);
                 break;

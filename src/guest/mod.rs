@@ -5,3 +5,4 @@
 pub mod agent;
 mod net;
 pub mod protocol;
+pub mod vsock;

@@ -60,7 +60,7 @@ fn start_dns_tcp_relay() -> io::Result<()> {
 fn splice_to_host(c: TcpStream) -> io::Result<()> {
     // An idle client ends its connection (and the host's thread for it).
     c.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
-    let host = super::agent::vsock_connect(HOST_CID, super::protocol::DNS_PORT)?;
+    let host = super::vsock::connect(HOST_CID, super::protocol::DNS_PORT)?;
     let (mut c_in, mut h_out) = (c.try_clone()?, host.try_clone()?);
     let up = std::thread::spawn(move || {
         let _ = io::copy(&mut c_in, &mut h_out);
@@ -80,7 +80,7 @@ fn splice_to_host(c: TcpStream) -> io::Result<()> {
 fn start_dns_relay() -> io::Result<()> {
     start_dns_tcp_relay()?;
     let udp = UdpSocket::bind((EMBEDDED_DNS, 53))?;
-    let stream = super::agent::vsock_connect(HOST_CID, super::protocol::DNS_PORT)?;
+    let stream = super::vsock::connect(HOST_CID, super::protocol::DNS_PORT)?;
     let mut to_host = stream.try_clone()?;
     let mut from_host = stream;
     let waiting: Arc<Mutex<HashMap<u16, SocketAddr>>> = Arc::default();

@@ -5,7 +5,7 @@
 //! minimal /etc/passwd and /etc/group. The layer is deterministic (fixed owners, the
 //! binary's mtime everywhere), so the same busybox always gives the same image id.
 
-use super::store::{io_err, ImageError, Store};
+use super::store::{io_err, Image, ImageError, Store};
 use oci_spec::image::{
     Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, MediaType, Os,
     RootFsBuilder,
@@ -222,6 +222,25 @@ pub fn create(store: &Store) -> Result<(), ImageError> {
     );
     let manifest_digest = store.put_image(&config, vec![desc])?;
     store.tag_manifest(&manifest_digest, Some("busybox:latest"))
+}
+
+impl Store {
+    /// Like `find`, but creates the built-in busybox image when it is asked for and missing.
+    pub fn find_or_builtin(&self, reference: &str) -> Result<Image, ImageError> {
+        match self.find(reference) {
+            Err(ImageError::NotFound(_)) if is_builtin(reference) => {
+                let _l = self.lock()?;
+                match self.find(reference) {
+                    Err(ImageError::NotFound(_)) => {
+                        create(self)?;
+                        self.find(reference)
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

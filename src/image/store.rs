@@ -561,23 +561,6 @@ impl Store {
         Err(ImageError::NotFound(reference.to_string()))
     }
 
-    /// Like `find`, but creates the built-in busybox image when it is asked for and missing.
-    pub fn find_or_builtin(&self, reference: &str) -> Result<Image, ImageError> {
-        match self.find(reference) {
-            Err(ImageError::NotFound(_)) if super::builtin::is_builtin(reference) => {
-                let _l = self.lock()?;
-                match self.find(reference) {
-                    Err(ImageError::NotFound(_)) => {
-                        super::builtin::create(self)?;
-                        self.find(reference)
-                    }
-                    other => other,
-                }
-            }
-            other => other,
-        }
-    }
-
     /// The directory holding layer `index` of `image` unpacked, unpacking it on first use.
     pub fn layer_dir(&self, image: &Image, index: usize) -> Result<PathBuf, ImageError> {
         let diff_id = &image.diff_ids()[index];

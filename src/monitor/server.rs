@@ -10,7 +10,8 @@ use crate::state::Status;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -28,14 +29,51 @@ fn read_chunks(mut r: File, mut each: impl FnMut(&[u8])) {
     }
 }
 
+/// The threads copying the workload's output to the log and the attachers.
+pub struct Pumps {
+    /// Each fires when its stream reached EOF.
+    done: Vec<Receiver<()>>,
+    /// Bytes copied so far, by all of them.
+    progress: Arc<AtomicU64>,
+}
+
+impl Pumps {
+    /// After the workload exited: wait until every stream reached EOF, or until no byte
+    /// has moved for `idle` (a process the workload left behind still holds a pipe: it
+    /// is killed with the sandbox right after). A backlog still flowing is waited for,
+    /// however long it is, so the log ends with the workload's last words.
+    pub fn drain(&self, idle: Duration) {
+        let tick = Duration::from_millis(50).min(idle);
+        let mut last = self.progress.load(Ordering::Relaxed);
+        let mut still = Duration::ZERO;
+        for rx in &self.done {
+            loop {
+                match rx.recv_timeout(tick) {
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                    Err(RecvTimeoutError::Timeout) => {}
+                }
+                let now = self.progress.load(Ordering::Relaxed);
+                if now == last {
+                    still += tick;
+                    if still >= idle {
+                        return;
+                    }
+                } else {
+                    last = now;
+                    still = Duration::ZERO;
+                }
+            }
+        }
+    }
+}
+
 /// Start the threads copying the workload's output to the log and the attachers.
-/// Each returned receiver fires when its stream reached EOF.
 pub fn start_pumps(
     shared: &Arc<Shared>,
     paths: &Paths,
     stdout: File,
     stderr: Option<File>,
-) -> Vec<Receiver<()>> {
+) -> Pumps {
     let cfg = shared
         .store
         .load(&shared.id)
@@ -47,6 +85,7 @@ pub fn start_pumps(
         None
     }));
     let mut done = Vec::new();
+    let progress = Arc::new(AtomicU64::new(0));
     for (file, kind, name) in [
         (Some(stdout), Kind::Stdout, Stream::Stdout),
         (stderr, Kind::Stderr, Stream::Stderr),
@@ -55,18 +94,20 @@ pub fn start_pumps(
         let (tx, rx) = channel();
         let shared = shared.clone();
         let log = log.clone();
+        let moved = progress.clone();
         thread::spawn(move || {
             read_chunks(file, |chunk| {
                 if let Some(l) = log.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                     let _ = l.write(name, chunk);
                 }
                 shared.broadcast(kind, chunk);
+                moved.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             });
             let _ = tx.send(());
         });
         done.push(rx);
     }
-    done
+    Pumps { done, progress }
 }
 
 pub fn spawn_accept_loop(shared: &Arc<Shared>, listener: UnixListener) {
@@ -443,6 +484,36 @@ mod tests {
         let (mut client, server) = UnixStream::pair().unwrap();
         spawn_handler(shared, server, req);
         protocol::read_json_line(&mut client).unwrap()
+    }
+
+    #[test]
+    fn draining_waits_for_a_backlog_that_still_flows_but_not_for_a_held_pipe() {
+        // A stream still moving bytes is waited for past the idle limit.
+        let (tx, rx) = channel();
+        let progress = Arc::new(AtomicU64::new(0));
+        let p = progress.clone();
+        thread::spawn(move || {
+            for _ in 0..8 {
+                thread::sleep(Duration::from_millis(25));
+                p.fetch_add(1, Ordering::Relaxed);
+            }
+            let _ = tx.send(());
+        });
+        let pumps = Pumps {
+            done: vec![rx],
+            progress: progress.clone(),
+        };
+        pumps.drain(Duration::from_millis(100));
+        assert_eq!(progress.load(Ordering::Relaxed), 8, "drained to the end");
+        // A pipe held open with nothing flowing is given up after the idle limit.
+        let (_tx, rx) = channel::<()>();
+        let pumps = Pumps {
+            done: vec![rx],
+            progress: Arc::new(AtomicU64::new(0)),
+        };
+        let t = std::time::Instant::now();
+        pumps.drain(Duration::from_millis(100));
+        assert!(t.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

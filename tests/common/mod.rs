@@ -256,7 +256,7 @@ impl Tb {
         let mut procs = Vec::new();
         let mut devs = Vec::new();
         eventually(5, || {
-            procs = processes_mentioning(&root);
+            procs = processes_of(&root);
             devs = self
                 .net_leftovers()
                 .into_iter()
@@ -292,8 +292,35 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Pids whose command line mentions `needle` (e.g. a test's state root: monitors
-/// carry it in their argv).
+/// Pids that belong to the twinbox whose state root is `root`: monitors are forked
+/// (not exec'd) from a CLI the test ran with `TWINBOX_ROOT` in its environment, and
+/// keep it; VMMs and virtiofsds inherit it; helpers name it in their argv.
+pub fn processes_of(root: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let mentions = |f: &str| {
+            std::fs::read(format!("/proc/{pid}/{f}"))
+                .map(|b| {
+                    b.split(|c| *c == 0)
+                        .any(|part| String::from_utf8_lossy(part).contains(root))
+                })
+                .unwrap_or(false)
+        };
+        if mentions("cmdline") || mentions("environ") {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Pids whose command line mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut v = Vec::new();

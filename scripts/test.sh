@@ -8,6 +8,6 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "test: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test: cargo clippy"
-cargo clippy --quiet --all-targets -- -D warnings
+cargo clippy --quiet --all-targets --all-features -- -D warnings
 echo "test: cargo test --release"
 cargo test --release -- --test-threads="${TEST_THREADS:-4}"

@@ -47,9 +47,10 @@ impl<R: Read> Guard<R> {
                     }
                 }
                 State::Data { left } => {
-                    let take = (*left).min(bytes.len() as u64);
-                    *left -= take;
-                    bytes = &bytes[take as usize..];
+                    // At most bytes.len(): fits in usize.
+                    let take = usize::try_from(*left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                    *left -= take as u64;
+                    bytes = &bytes[take..];
                     if *left == 0 {
                         self.state = State::Header { have: 0 };
                     }
@@ -97,7 +98,7 @@ fn parse_size(f: &[u8]) -> io::Result<u64> {
             let b = if i == 0 { b & 0x7f } else { *b };
             v = v
                 .checked_mul(256)
-                .and_then(|v| v.checked_add(b as u64))
+                .and_then(|v| v.checked_add(u64::from(b)))
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "size overflows"))?;
         }
         return Ok(v);

@@ -11,6 +11,18 @@
 //! mid-copy — to `/proc/PID/root` of a process that has not entered its mount namespace
 //! yet, say — cannot steer the copy out of its root.
 
+// Guest- and archive-controlled numbers flow through here: every narrowing or
+// sign-changing cast must be checked (try_from) or say why it cannot lose.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_possible_wrap,
+        clippy::cast_lossless
+    )
+)]
+
 mod guard;
 mod pack;
 mod unpack;

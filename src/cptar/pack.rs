@@ -94,9 +94,9 @@ fn header(st: &libc::stat, kind: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(st.st_mode & 0o7777);
-    h.set_uid(st.st_uid as u64);
-    h.set_gid(st.st_gid as u64);
-    h.set_mtime(st.st_mtime.max(0) as u64);
+    h.set_uid(u64::from(st.st_uid));
+    h.set_gid(u64::from(st.st_gid));
+    h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
     h.set_size(0);
     h
 }
@@ -137,10 +137,10 @@ impl Packer<'_> {
                     self.links.insert(key, arc.to_path_buf());
                 }
                 let mut h = header(&st, tar::EntryType::Regular);
-                h.set_size(st.st_size as u64);
+                h.set_size(u64::try_from(st.st_size).unwrap_or(0));
                 let data = Exact {
                     inner: File::from(fd),
-                    left: st.st_size as u64,
+                    left: u64::try_from(st.st_size).unwrap_or(0),
                 };
                 self.b.append_data(&mut h, arc, data)?;
                 Ok(None)
@@ -185,7 +185,7 @@ impl Read for Exact {
         if self.left == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(self.left as usize);
+        let want = usize::try_from(self.left).map_or(buf.len(), |l| buf.len().min(l));
         let n = match self.inner.read(&mut buf[..want])? {
             0 => {
                 buf[..want].fill(0);

@@ -294,7 +294,7 @@ fn write_entry(
         // the host.
         perm &= 0o1777;
     }
-    let mtime = h.mtime().unwrap_or(0) as i64;
+    let mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
     let existing = at::stat_entry(dir, name)?;
     let existing_dir = existing.is_some_and(|st| at::kind(st.st_mode) == libc::S_IFDIR);
     if existing_dir && !kind.is_dir() && base.side == Side::Host {
@@ -393,7 +393,8 @@ fn copy_keeping_holes(r: &mut dyn Read, f: &mut File) -> io::Result<()> {
             Err(e) => return Err(e),
         };
         if buf[..n].iter().all(|b| *b == 0) {
-            f.seek(SeekFrom::Current(n as i64))?;
+            // n <= buf.len(), a small buffer.
+            f.seek(SeekFrom::Current(i64::try_from(n).map_err(io::Error::other)?))?;
         } else {
             f.write_all(&buf[..n])?;
         }

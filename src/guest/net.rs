@@ -94,7 +94,10 @@ fn start_dns_relay() -> io::Result<()> {
             }
             let id = u16::from_be_bytes([buf[0], buf[1]]);
             w.lock().unwrap_or_else(|e| e.into_inner()).insert(id, from);
-            let mut frame = (n as u16).to_be_bytes().to_vec();
+            let Ok(len) = u16::try_from(n) else {
+                continue;
+            };
+            let mut frame = len.to_be_bytes().to_vec();
             frame.extend_from_slice(&buf[..n]);
             if to_host.write_all(&frame).is_err() {
                 return;

@@ -16,7 +16,10 @@ pub fn connect(cid: u32, port: u32) -> io::Result<File> {
     let file = unsafe { File::from_raw_fd(fd) };
     // SAFETY: sockaddr_vm is plain old data; zeroed is a valid value.
     let mut addr: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
-    addr.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    // AF_VSOCK is 40: fits the family's u16.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let family = libc::AF_VSOCK as libc::sa_family_t;
+    addr.svm_family = family;
     addr.svm_port = port;
     addr.svm_cid = cid;
     // SAFETY: connect reads `addr` for the given length; both outlive the call.
@@ -24,7 +27,9 @@ pub fn connect(cid: u32, port: u32) -> io::Result<File> {
         libc::connect(
             fd,
             &addr as *const libc::sockaddr_vm as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+            // 16 bytes: fits socklen_t.
+            libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_vm>())
+                .map_err(io::Error::other)?,
         )
     };
     if rc != 0 {

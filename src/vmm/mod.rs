@@ -2,6 +2,7 @@
 //! devices on an MMIO bus. It knows nothing of images or containers: the engine hands it
 //! files (kernel, initramfs, disks, a TAP, a vsock socket path) in a [`VmConfig`].
 
+#[cfg(feature = "bench-support")]
 pub mod bench_support;
 pub mod boot;
 pub mod bus;

@@ -31,13 +31,15 @@ impl SerialDevice {
 impl BusDevice for SerialDevice {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
         if let Some(b) = data.first_mut() {
-            *b = self.uart.read(offset as u8);
+            // The bus hands offsets within the 8-byte port range; anything else reads
+            // as register 0xff (none).
+            *b = self.uart.read(u8::try_from(offset).unwrap_or(u8::MAX));
         }
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) -> WriteOutcome {
         if let Some(b) = data.first() {
-            let _ = self.uart.write(offset as u8, *b);
+            let _ = self.uart.write(u8::try_from(offset).unwrap_or(u8::MAX), *b);
         }
         WriteOutcome::Done
     }

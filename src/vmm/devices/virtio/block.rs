@@ -165,7 +165,8 @@ pub fn handle_request<D: Disk>(
             }
         }
     };
-    let mut written = data_w.bytes_written() as u32;
+    // A chain's length is a u32 sum of u32 descriptor lengths.
+    let mut written = u32::try_from(data_w.bytes_written()).unwrap_or(u32::MAX);
     if let Some(s) = status_w.as_mut() {
         if s.write_all(&[status]).is_ok() {
             written += 1;

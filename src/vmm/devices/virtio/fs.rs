@@ -27,7 +27,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 pub const TYPE_FS: u32 = 26;
 /// The high-priority queue and one request queue.
-const QUEUES: usize = 2;
+/// Request queues the config space announces (one hiprio queue comes first).
+const REQUEST_QUEUES: u32 = 1;
+const QUEUES: usize = 1 + REQUEST_QUEUES as usize;
 const QUEUE_SIZE: u16 = 256;
 /// The mount tag's size in the config space (virtio spec 5.11.4).
 pub const TAG_LEN: usize = 36;
@@ -62,7 +64,7 @@ pub fn config_space(tag: &str) -> Result<Vec<u8>, FsError> {
     }
     let mut c = vec![0u8; TAG_LEN + 4];
     c[..tag.len()].copy_from_slice(tag.as_bytes());
-    c[TAG_LEN..].copy_from_slice(&((QUEUES - 1) as u32).to_le_bytes());
+    c[TAG_LEN..].copy_from_slice(&REQUEST_QUEUES.to_le_bytes());
     Ok(c)
 }
 

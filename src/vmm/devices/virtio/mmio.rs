@@ -136,7 +136,7 @@ impl MmioTransport {
             0x010 => {
                 let f = self.features();
                 match self.device_features_sel {
-                    0 => f as u32,
+                    0 => (f & 0xffff_ffff) as u32,
                     1 => (f >> 32) as u32,
                     _ => 0,
                 }
@@ -170,7 +170,9 @@ impl MmioTransport {
             0x030 => self.queue_sel = v,
             0x038 if setting_up => {
                 if let Some(q) = self.queue() {
-                    q.set_size(v as u16);
+                    // A size beyond u16 is no size: the queue stays invalid (0) and
+                    // cannot be made ready, rather than silently truncated.
+                    q.set_size(u16::try_from(v).unwrap_or(0));
                 }
             }
             0x044 if setting_up => {

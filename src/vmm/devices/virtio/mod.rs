@@ -77,6 +77,7 @@ pub trait VirtioDevice: Send {
 /// Copy `data.len()` bytes of `config` starting at `offset` (zero past the end).
 pub fn read_config_bytes(config: &[u8], offset: u64, data: &mut [u8]) {
     for (i, b) in data.iter_mut().enumerate() {
-        *b = config.get(offset as usize + i).copied().unwrap_or(0);
+        let at = usize::try_from(offset).ok().and_then(|o| o.checked_add(i));
+        *b = at.and_then(|a| config.get(a)).copied().unwrap_or(0);
     }
 }

@@ -80,7 +80,7 @@ pub fn deliver_rx(
     } else {
         0
     };
-    q.add_used(mem, head, n as u32)?;
+    q.add_used(mem, head, u32::try_from(n).unwrap_or(u32::MAX))?;
     Ok(true)
 }
 

@@ -69,7 +69,8 @@ pub fn fill_rx(
         match m.next_for_guest(cap - HDR_LEN) {
             Some((h, data)) => {
                 let ok = w.write_obj(h).is_ok() && w.write_all(&data).is_ok();
-                q.add_used(mem, head, if ok { w.bytes_written() as u32 } else { 0 })?;
+                let len = if ok { w.bytes_written() } else { 0 };
+                q.add_used(mem, head, u32::try_from(len).unwrap_or(u32::MAX))?;
                 used = true;
             }
             None => {

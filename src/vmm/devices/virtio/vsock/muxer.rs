@@ -89,7 +89,7 @@ impl Conn {
                 Ok(0) => break,
                 Ok(n) => {
                     self.to_host.drain(..n);
-                    self.fwd_cnt = self.fwd_cnt.wrapping_add(n as u32);
+                    self.fwd_cnt = self.fwd_cnt.wrapping_add(wrap32(n));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -97,7 +97,7 @@ impl Conn {
                     // The host side is gone: drop what we cannot deliver.
                     let n = self.to_host.len();
                     self.to_host.clear();
-                    self.fwd_cnt = self.fwd_cnt.wrapping_add(n as u32);
+                    self.fwd_cnt = self.fwd_cnt.wrapping_add(wrap32(n));
                     self.host_eof = true;
                 }
             }
@@ -325,9 +325,9 @@ impl Muxer {
                 .min(c.to_guest.len());
             if n > 0 {
                 let data: Vec<u8> = c.to_guest.drain(..n).collect();
-                c.tx_cnt = c.tx_cnt.wrapping_add(n as u32);
+                c.tx_cnt = c.tx_cnt.wrapping_add(wrap32(n));
                 c.fwd_cnt_sent = c.fwd_cnt;
-                let h = self.header(key, OP_RW, n as u32, 0);
+                let h = self.header(key, OP_RW, wrap32(n), 0);
                 return Some((h, data));
             }
             if c.host_eof && c.to_guest.is_empty() && !c.shutdown_sent {
@@ -418,6 +418,11 @@ impl Muxer {
     pub fn connections(&self) -> usize {
         self.conns.len()
     }
+}
+
+/// vsock's byte counters are modulo 2^32 (virtio spec 5.10.6.3): a count's low 32 bits.
+fn wrap32(n: usize) -> u32 {
+    (n as u64 & 0xffff_ffff) as u32
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! twinbox: one container image, two isolation models (process and KVM microVM),
 //! one Docker-like CLI, and the tools to compare them.
 
+#![warn(missing_debug_implementations)]
+
 pub mod bench;
 pub mod cli;
 pub mod cptar;

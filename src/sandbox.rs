@@ -32,6 +32,7 @@ pub struct Metrics {
 }
 
 /// The host side of a process's stdio.
+#[derive(Debug)]
 pub struct WorkloadIo {
     /// Write end of the process's stdin (None when stdin is not kept open).
     pub stdin: Option<File>,

@@ -394,7 +394,9 @@ fn copy_keeping_holes(r: &mut dyn Read, f: &mut File) -> io::Result<()> {
         };
         if buf[..n].iter().all(|b| *b == 0) {
             // n <= buf.len(), a small buffer.
-            f.seek(SeekFrom::Current(i64::try_from(n).map_err(io::Error::other)?))?;
+            f.seek(SeekFrom::Current(
+                i64::try_from(n).map_err(io::Error::other)?,
+            ))?;
         } else {
             f.write_all(&buf[..n])?;
         }

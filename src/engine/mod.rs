@@ -89,6 +89,12 @@ pub struct Engine {
     pub on_phase: Option<PhaseHook>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
 impl Engine {
     pub(crate) fn phase(&self, name: crate::phase::Phase, d: std::time::Duration) {
         if let Some(f) = &self.on_phase {

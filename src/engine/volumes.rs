@@ -7,6 +7,7 @@ use crate::volume::{Volume, VolumeStore};
 use std::collections::BTreeMap;
 
 /// A volume and the containers that name it.
+#[derive(Debug)]
 pub struct VolumeInfo {
     pub volume: Volume,
     pub mountpoint: String,

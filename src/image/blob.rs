@@ -10,6 +10,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A writer (or reader) that hashes (sha256) and counts what passes through it.
+#[derive(Debug)]
 pub struct Hashing<W> {
     inner: W,
     hasher: Sha256,
@@ -68,6 +69,7 @@ pub fn digest_of(r: &mut dyn Read) -> io::Result<(String, u64)> {
 }
 
 /// A blob being written into the store.
+#[derive(Debug)]
 pub struct BlobWriter {
     /// None once finished.
     out: Option<Hashing<BufWriter<fs::File>>>,
@@ -116,6 +118,7 @@ impl Drop for BlobWriter {
 }
 
 /// A blob written and hashed but not yet in the store; removed if dropped unstored.
+#[derive(Debug)]
 pub struct TempBlob {
     pub digest: String,
     pub size: u64,

@@ -128,6 +128,18 @@ pub struct Client {
     auth: Option<String>,
 }
 
+/// Never the password or the token: a `{:?}` in an error or a log must not leak them.
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("repo", &self.repo)
+            .field("user", &self.creds.as_ref().map(|c| &c.0))
+            .field("authorized", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 fn parse_challenge(h: &str) -> (String, BTreeMap<String, String>) {
     let (kind, rest) = h.split_once(' ').unwrap_or((h, ""));
     let mut params = BTreeMap::new();
@@ -520,6 +532,18 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_never_shows_the_password_or_token() {
+        let r = crate::image::reference::Reference::parse("registry.example:5000/busybox").unwrap();
+        let mut c = Client::new(&r, true).with_credentials("alice", "hunter2-secret");
+        c.auth = Some("Bearer tok-abc123".into());
+        let d = format!("{c:?}");
+        assert!(
+            d.contains("alice") && !d.contains("hunter2") && !d.contains("tok-abc123"),
+            "{d}"
+        );
+    }
 
     #[test]
     fn challenges_parse() {

@@ -106,6 +106,7 @@ pub unsafe fn fork_with(flags: libc::c_int) -> io::Result<i32> {
 }
 
 /// Which pid namespace a forked child is born in.
+#[derive(Debug)]
 pub enum PidNs {
     /// The caller's.
     Inherit,

@@ -30,6 +30,12 @@ pub struct Reaper {
     inner: Arc<(Mutex<Inner>, Condvar)>,
 }
 
+impl std::fmt::Debug for Reaper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reaper").finish_non_exhaustive()
+    }
+}
+
 impl Reaper {
     /// Start the reaping thread.
     pub fn start() -> Reaper {

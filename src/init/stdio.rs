@@ -16,6 +16,7 @@ use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 /// The child's side.
+#[derive(Debug)]
 pub enum ChildStdio {
     Pipes {
         stdin: OwnedFd,
@@ -27,6 +28,7 @@ pub enum ChildStdio {
 }
 
 /// The monitor's side.
+#[derive(Debug)]
 pub enum HostStdio {
     Ready(WorkloadIo),
     /// The terminal master arrives on `sock` once the child made it.

@@ -31,6 +31,7 @@ pub enum LabError {
 }
 
 /// What to run in the lab.
+#[derive(Debug)]
 pub struct LabRun {
     /// `twinbox ARGS…`, or a shell script (with twinbox on PATH).
     pub what: LabCommand,
@@ -50,6 +51,7 @@ pub struct LabRun {
     pub disks: Vec<PathBuf>,
 }
 
+#[derive(Debug)]
 pub enum LabCommand {
     Args(Vec<String>),
     Script(String),
@@ -340,6 +342,7 @@ fn run_image(path: &Path, what: &LabCommand) -> Result<(), LabError> {
 }
 
 /// What a lab run printed and how it ended.
+#[derive(Debug)]
 pub struct LabOutput {
     pub code: i32,
     pub stdout: Vec<u8>,

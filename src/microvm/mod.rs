@@ -67,6 +67,12 @@ pub struct VmStart {
     pub confinement: crate::init::confine::Confinement,
 }
 
+impl std::fmt::Debug for VmStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmStart").finish_non_exhaustive()
+    }
+}
+
 impl VmStart {
     fn trace(&self, phase: crate::phase::Phase, d: Duration) {
         if let Some(f) = &self.trace {
@@ -89,6 +95,12 @@ pub struct VmSandbox {
     pub boot_ms: Option<f64>,
     pub setup_ms: f64,
     pub agent_kernel: String,
+}
+
+impl std::fmt::Debug for VmSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmSandbox").finish_non_exhaustive()
+    }
 }
 
 /// An `exec` in the guest.

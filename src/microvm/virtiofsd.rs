@@ -42,6 +42,7 @@ pub struct ShareSpec {
 }
 
 /// A running virtiofsd; killed (if still there) and reaped when dropped.
+#[derive(Debug)]
 pub struct Virtiofsd {
     child: Child,
 }

@@ -51,6 +51,7 @@ pub enum StreamEnd {
 }
 
 /// Options for [`stream`].
+#[derive(Debug)]
 pub struct StreamOpts {
     /// Forward our stdin.
     pub stdin: bool,
@@ -262,6 +263,7 @@ pub fn receive_data(conn: UnixStream, out: &mut dyn Write) -> Result<(), ClientE
 }
 
 /// A `Write` that sends Data frames on a connection (cp into a container).
+#[derive(Debug)]
 pub struct DataWriter {
     conn: UnixStream,
 }
@@ -292,6 +294,7 @@ impl Write for DataWriter {
 
 /// A `Read` over a connection's Data frames (cp out of a container); errors surface as
 /// `io::Error` with the monitor's message.
+#[derive(Debug)]
 pub struct DataReader {
     conn: BufReader<UnixStream>,
     buf: Vec<u8>,

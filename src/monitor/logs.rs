@@ -99,6 +99,7 @@ fn encode(stream: Stream, time_ns: i64, data: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Appends records, rotating at the size limit.
+#[derive(Debug)]
 pub struct LogWriter {
     path: PathBuf,
     file: File,
@@ -281,6 +282,7 @@ fn each_record(
 }
 
 /// One piece of output as `logs` shows it.
+#[derive(Debug)]
 pub struct Chunk<'a> {
     pub stream: Stream,
     pub time: DateTime<Utc>,

@@ -124,6 +124,7 @@ fn parse_ack(buf: &[u8], seq: u32) -> Option<i32> {
 }
 
 /// An rtnetlink socket in the network namespace of the thread that opened it.
+#[derive(Debug)]
 pub struct Netlink {
     fd: OwnedFd,
     seq: u32,

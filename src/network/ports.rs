@@ -112,6 +112,7 @@ pub fn parse_exposed(key: &str) -> Option<PortMapping> {
 }
 
 /// A host port held for a running container.
+#[derive(Debug)]
 pub struct Reservation {
     _fd: OwnedFd,
     pub mapping: PortMapping,

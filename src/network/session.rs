@@ -14,6 +14,7 @@ use std::net::{Ipv4Addr, TcpListener, UdpSocket};
 use std::path::Path;
 
 /// What a run of a container holds on the host's network.
+#[derive(Debug)]
 pub struct Session {
     /// Bridge index per interface (same order as `spec.interfaces`).
     pub bridges: Vec<u32>,
@@ -84,6 +85,7 @@ pub fn hosts_file(store: &Store, rec: &ContainerRecord) -> Result<String, Networ
 }
 
 /// The embedded DNS responder's sockets at 127.0.0.11:53 inside a container.
+#[derive(Debug)]
 pub struct DnsSockets {
     pub udp: UdpSocket,
     pub tcp: TcpListener,
@@ -173,6 +175,7 @@ pub fn release_leases(root: &Path, rec: &ContainerRecord) {
 }
 
 /// Names of the containers on the asker's networks, answered from the state store.
+#[derive(Debug)]
 pub struct StoreResolver {
     pub store: Store,
     /// The asking container.

@@ -47,6 +47,7 @@ pub struct NetworkStore {
 }
 
 /// Proof that the networks lock is held.
+#[derive(Debug)]
 pub struct Locked<'a> {
     store: &'a NetworkStore,
     _lock: Lock,

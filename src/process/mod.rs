@@ -48,6 +48,12 @@ pub struct ProcessStart {
     pub confinement: Confinement,
 }
 
+impl std::fmt::Debug for ProcessStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessStart").finish_non_exhaustive()
+    }
+}
+
 /// See `ProcessStart::net_hook`.
 pub type NetHook = Box<dyn Fn(i32) -> Result<(), SandboxError> + Send + Sync>;
 
@@ -62,6 +68,12 @@ pub struct ProcessSandbox {
     confinement: Confinement,
     /// `--userns remap`: exec and cp join its user namespace (and fail if they cannot).
     remapped: bool,
+}
+
+impl std::fmt::Debug for ProcessSandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessSandbox").finish_non_exhaustive()
+    }
 }
 
 impl ProcessSandbox {

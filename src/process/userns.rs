@@ -50,6 +50,7 @@ pub fn mapping_namespace(map: &IdMap) -> io::Result<OwnedFd> {
 
 /// The two ends of the handshake in which the container's init asks the monitor for
 /// its maps after unsharing its user namespace.
+#[derive(Debug)]
 pub struct Handshake {
     pub ask: File,
     pub done: File,

@@ -12,6 +12,7 @@ use std::path::Path;
 /// The container being taken apart, and where its state lives. Without its record
 /// (damaged), the steps that need what it names (leases, volumes, devices) have nothing
 /// to do.
+#[derive(Debug)]
 pub struct Resources<'a> {
     pub paths: &'a Paths,
     pub store: &'a Store,

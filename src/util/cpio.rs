@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+#[derive(Debug)]
 pub struct CpioWriter<W: Write> {
     out: W,
     ino: u32,

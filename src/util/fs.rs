@@ -51,6 +51,7 @@ fn write_replace(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
 }
 
 /// An exclusive `flock` held until dropped.
+#[derive(Debug)]
 pub struct Lock {
     file: File,
     path: PathBuf,

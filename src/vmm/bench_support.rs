@@ -34,6 +34,12 @@ pub struct BlkReads {
     disk: Ram,
 }
 
+impl std::fmt::Debug for BlkReads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlkReads").finish_non_exhaustive()
+    }
+}
+
 const DESC: u64 = 0x10_0000;
 const AVAIL: u64 = 0x11_0000;
 const USED: u64 = 0x12_0000;

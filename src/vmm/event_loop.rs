@@ -28,6 +28,7 @@ impl MutEventSubscriber for Stopper {
     }
 }
 
+#[derive(Debug)]
 pub struct EventLoop {
     stop_evt: Arc<EventFd>,
     handle: Mutex<Option<JoinHandle<()>>>,

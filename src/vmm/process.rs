@@ -148,6 +148,12 @@ pub struct VmProcess {
     id: Mutex<Option<JailId>>,
 }
 
+impl std::fmt::Debug for VmProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmProcess").finish_non_exhaustive()
+    }
+}
+
 /// Duplicate `fd` above the descriptors the child is given, so the dup2s into 3, 4
 /// and 5 never overwrite a source before it is copied.
 pub(crate) fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {

@@ -47,6 +47,7 @@ pub struct RunState {
     pub parked: usize,
 }
 
+#[derive(Debug)]
 pub struct Control {
     pub state: Mutex<RunState>,
     pub cv: Condvar,

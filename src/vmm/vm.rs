@@ -38,17 +38,20 @@ pub struct VmDisk {
 
 /// A directory shared with the guest over virtio-fs: a connection to its vhost-user
 /// back end (virtiofsd), and the tag the guest mounts it by.
+#[derive(Debug)]
 pub struct VmShare {
     pub tag: String,
     pub stream: std::os::unix::net::UnixStream,
 }
 
+#[derive(Debug)]
 pub struct VmNet {
     /// The TAP, opened (and attached to a bridge) by the caller.
     pub tap: std::fs::File,
     pub mac: [u8; 6],
 }
 
+#[derive(Debug)]
 pub struct VmVsock {
     pub cid: u64,
     /// Unix socket path prefix: guest port P connects to `<base>_P`; host processes
@@ -60,7 +63,7 @@ pub struct VmVsock {
 }
 
 /// What each kind of thread confines itself with as it starts (seccomp-BPF programs).
-#[derive(Default, Clone)]
+#[derive(Default, Clone, Debug)]
 pub struct ThreadFilters {
     pub vcpu: Option<Arc<Vec<u8>>>,
     pub devices: Option<Arc<Vec<u8>>>,
@@ -96,8 +99,14 @@ pub struct VmConfig {
     pub kvm: Option<std::fs::File>,
 }
 
+impl std::fmt::Debug for VmConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VmConfig").finish_non_exhaustive()
+    }
+}
+
 /// When things happened during boot.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct BootTimes {
     /// Just before KVM_CREATE_VM.
     pub start: Instant,
@@ -138,6 +147,7 @@ pub enum VmEnd {
     Crashed(String),
 }
 
+#[derive(Debug)]
 pub struct Vm {
     // Field order matters for drop: threads and devices go before the VM fd and memory.
     ctl: Arc<Control>,

@@ -46,6 +46,7 @@ pub struct Volume {
     pub remapped: bool,
 }
 
+#[derive(Debug)]
 pub struct VolumeStore {
     dir: PathBuf,
 }

@@ -6,7 +6,7 @@ use crate::vmm::layout::BOOT_MAGIC;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct BootTimer {
     pub at: Arc<Mutex<Option<Instant>>>,
 }

@@ -7,7 +7,7 @@ const CMD_RESET: u8 = 0xfe;
 /// Offset of the command/status port (0x64) from the data port (0x60).
 const COMMAND: u64 = 4;
 
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct I8042;
 
 impl BusDevice for I8042 {

@@ -67,6 +67,7 @@ impl Disk for File {
 
 /// A disk file whose size is read once, when the device is made: a guest cannot
 /// change it, and a jailed VMM's device thread has no stat(2).
+#[derive(Debug)]
 pub struct SizedFile {
     file: File,
     size: u64,
@@ -205,6 +206,7 @@ pub fn process_queue<D: Disk>(
 }
 
 /// The block device.
+#[derive(Debug)]
 pub struct Block {
     disk: SizedFile,
     read_only: bool,
@@ -272,6 +274,7 @@ impl VirtioDevice for Block {
 }
 
 /// Event handler: the queue's ioeventfd.
+#[derive(Debug)]
 pub struct BlockHandler {
     pub dev: Arc<Mutex<Block>>,
     pub queue_evt: Arc<EventFd>,

@@ -99,6 +99,12 @@ pub struct Fs {
     active: bool,
 }
 
+impl std::fmt::Debug for Fs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fs").finish_non_exhaustive()
+    }
+}
+
 impl Fs {
     /// Take over a connection to a vhost-user-fs back end and give it guest memory.
     pub fn connect(stream: UnixStream, tag: &str, mem: &GuestMemoryMmap) -> Result<Fs, FsError> {
@@ -254,6 +260,7 @@ impl VirtioDevice for Fs {
 }
 
 /// Event handler: the wake-up from the transport and the back end's call eventfds.
+#[derive(Debug)]
 pub struct FsHandler {
     pub dev: Arc<Mutex<Fs>>,
     wake: Arc<EventFd>,

@@ -34,6 +34,12 @@ pub struct MmioTransport {
     config_generation: u32,
 }
 
+impl std::fmt::Debug for MmioTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmioTransport").finish_non_exhaustive()
+    }
+}
+
 impl MmioTransport {
     pub fn new(
         device: Arc<Mutex<dyn VirtioDevice>>,

@@ -29,7 +29,7 @@ pub const INT_VRING: u32 = 1;
 pub const INT_CONFIG: u32 = 2;
 
 /// A device's interrupt line: the MMIO InterruptStatus bits and the irqfd behind them.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Interrupt {
     pub status: Arc<AtomicU32>,
     pub irqfd: Arc<EventFd>,
@@ -51,6 +51,7 @@ impl Interrupt {
 }
 
 /// What a device receives when the driver sets DRIVER_OK.
+#[derive(Debug)]
 pub struct Activation {
     pub mem: Arc<GuestMemoryMmap>,
     pub queues: Vec<Queue>,

@@ -84,6 +84,7 @@ pub fn deliver_rx(
     Ok(true)
 }
 
+#[derive(Debug)]
 pub struct Net {
     tap: File,
     mac: [u8; 6],
@@ -175,6 +176,7 @@ impl VirtioDevice for Net {
     }
 }
 
+#[derive(Debug)]
 pub struct NetHandler {
     pub dev: Arc<Mutex<Net>>,
     pub queue_evts: Vec<Arc<EventFd>>,

@@ -83,6 +83,7 @@ pub fn fill_rx(
     Ok(used)
 }
 
+#[derive(Debug)]
 pub struct Vsock {
     cid: u64,
     muxer: Muxer,
@@ -149,6 +150,7 @@ impl VirtioDevice for Vsock {
 }
 
 /// Event handler: the three queue eventfds and every host-side socket.
+#[derive(Debug)]
 pub struct VsockHandler {
     pub dev: Arc<Mutex<Vsock>>,
     pub queue_evts: Vec<Arc<EventFd>>,

@@ -138,6 +138,12 @@ pub struct Muxer {
     next_local: u32,
 }
 
+impl std::fmt::Debug for Muxer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Muxer").finish_non_exhaustive()
+    }
+}
+
 impl Muxer {
     /// `base`: the unix socket path prefix. Host-initiated connections are accepted on
     /// `base` itself when `listen` is set.

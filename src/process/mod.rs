@@ -147,11 +147,7 @@ impl ProcessSandbox {
             }
             None => None,
         };
-        let mut flags =
-            libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
-        if cfg.spec.network != NetworkMode::Host {
-            flags |= libc::CLONE_NEWNET;
-        }
+        let flags = clone_flags(&cfg.spec.network);
         let t_clone = Instant::now();
         // SAFETY: a fork-style clone (no CLONE_VM, no new stack): the child gets a copy of
         // this single-threaded process and continues below; the monitor starts no threads
@@ -227,22 +223,9 @@ impl ProcessSandbox {
         let mut steps = String::new();
         let mut tim_r = tim_r;
         let _ = tim_r.read_to_string(&mut steps);
-        let mut last = go_at;
-        for line in steps.lines() {
-            if let Some((name, ns)) = line.split_once('\t') {
-                if let (Some(step), Ok(ns)) = (Phase::from_name(name), ns.parse::<u64>()) {
-                    trace(
-                        step,
-                        std::time::Duration::from_nanos(ns.saturating_sub(last)),
-                    );
-                    last = ns;
-                }
-            }
+        for (step, d) in child_timings(&steps, go_at, exec_done) {
+            trace(step, d);
         }
-        trace(
-            Phase::Exec,
-            std::time::Duration::from_nanos(exec_done.saturating_sub(last)),
-        );
         Ok((pid, io, master, reaper))
     }
 
@@ -449,4 +432,93 @@ struct ChildUserns {
 pub(crate) unsafe fn file_from_raw(fd: i32) -> File {
     // SAFETY: ownership is transferred by the caller per this function's contract.
     unsafe { File::from_raw_fd(fd) }
+}
+
+/// The namespaces a process container's first process is cloned into (the host's
+/// network namespace is shared with `--network host`).
+fn clone_flags(network: &NetworkMode) -> libc::c_int {
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWPID;
+    if *network != NetworkMode::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    flags
+}
+
+/// The child's step timestamps (`name\tns` lines, CLOCK_MONOTONIC) as durations from
+/// the go signal, then `exec` up to `exec_done`. Unknown or torn lines are skipped.
+fn child_timings(text: &str, go_at: u64, exec_done: u64) -> Vec<(Phase, std::time::Duration)> {
+    let mut out = Vec::new();
+    let mut last = go_at;
+    for line in text.lines() {
+        if let Some((name, ns)) = line.split_once('\t') {
+            if let (Some(step), Ok(ns)) = (Phase::from_name(name), ns.parse::<u64>()) {
+                out.push((
+                    step,
+                    std::time::Duration::from_nanos(ns.saturating_sub(last)),
+                ));
+                last = ns;
+            }
+        }
+    }
+    out.push((
+        Phase::Exec,
+        std::time::Duration::from_nanos(exec_done.saturating_sub(last)),
+    ));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Phase;
+    use crate::spec::NetworkMode;
+    use std::time::Duration;
+
+    #[test]
+    fn the_first_process_gets_its_own_namespaces_but_host_networking_shares_the_hosts() {
+        let f = super::clone_flags(&NetworkMode::Bridge);
+        for ns in [
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWUTS,
+            libc::CLONE_NEWIPC,
+            libc::CLONE_NEWPID,
+            libc::CLONE_NEWNET,
+        ] {
+            assert_ne!(f & ns, 0);
+        }
+        assert_ne!(
+            super::clone_flags(&NetworkMode::None) & libc::CLONE_NEWNET,
+            0
+        );
+        assert_eq!(
+            super::clone_flags(&NetworkMode::Host) & libc::CLONE_NEWNET,
+            0
+        );
+        assert_eq!(
+            f & libc::CLONE_NEWUSER,
+            0,
+            "user namespaces only with --userns"
+        );
+    }
+
+    #[test]
+    fn child_timings_are_durations_between_steps_and_skip_what_they_cannot_read() {
+        let text = "rootfs\t1100\nwarp\t1150\npivot_root\t1300\ntorn";
+        assert_eq!(
+            super::child_timings(text, 1000, 1700),
+            [
+                (Phase::Rootfs, Duration::from_nanos(100)),
+                (Phase::PivotRoot, Duration::from_nanos(200)),
+                (Phase::Exec, Duration::from_nanos(400)),
+            ]
+        );
+        // A clock that went backwards gives zero, never a panic.
+        assert_eq!(
+            super::child_timings("rootfs\t900", 1000, 800),
+            [
+                (Phase::Rootfs, Duration::ZERO),
+                (Phase::Exec, Duration::ZERO)
+            ]
+        );
+    }
 }

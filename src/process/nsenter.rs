@@ -126,34 +126,24 @@ fn no_cloexec(fd: i32) {
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
 }
 
-pub fn exec(
-    pid: i32,
-    cgroup: &dyn CgroupManager,
-    reaper: &Reaper,
-    p: &ProcessSpec,
-    conf: &Confinement,
-    cap_last: u32,
-    remapped: bool,
-) -> Result<Box<dyn ExecProcess>, SandboxError> {
-    let pidns = open_ns(pid, "pid")?;
-    let mut others: Vec<(File, CloneFlags)> = NAMESPACES
+/// The container's namespaces, in the order they are joined: the pid namespace after
+/// the others, and a remapped container's user namespace last (once in it, no
+/// capability is left over the namespaces the host's user namespace owns).
+fn namespaces_to_join(pid: i32, remapped: bool) -> Result<Vec<(File, CloneFlags)>, SandboxError> {
+    let mut all: Vec<(File, CloneFlags)> = NAMESPACES
         .iter()
         .map(|(n, f)| open_ns(pid, n).map(|file| (file, *f)))
         .collect::<Result<_, _>>()?;
-    others.push((pidns, CloneFlags::CLONE_NEWPID));
-    // A remapped container's user namespace goes last: once in it, we have no
-    // capability left over the namespaces the host's user namespace owns.
-    let joins_userns = remapped;
-    if joins_userns {
-        others.push((open_ns(pid, "user")?, CloneFlags::CLONE_NEWUSER));
+    all.push((open_ns(pid, "pid")?, CloneFlags::CLONE_NEWPID));
+    if remapped {
+        all.push((open_ns(pid, "user")?, CloneFlags::CLONE_NEWUSER));
     }
-    let image = sealed_copy_of_self()?;
-    let null = File::options().read(true).write(true).open("/dev/null")?;
-    let (host_stdio, child_stdio) = make_stdio(p)?;
-    let (go_r, mut go_w) = pipe()?;
-    let (rep_r, rep_w) = pipe()?;
-    let (mut pid_r, pid_w) = pipe()?;
-    let stdio = match &child_stdio {
+    Ok(all)
+}
+
+/// The descriptor numbers of the child's stdio, for the shim's plan.
+fn stdio_fds(child: &ChildStdio) -> StdioFds {
+    match child {
         ChildStdio::Pipes {
             stdin,
             stdout,
@@ -166,7 +156,63 @@ pub fn exec(
         ChildStdio::Pty { sock } => StdioFds::Pty {
             sock: sock.as_raw_fd(),
         },
+    }
+}
+
+/// Join every namespace; in a remapped container's user namespace, become its root:
+/// only a root of that namespace keeps capabilities across the execve that follows.
+fn enter_namespaces(all: &[(File, CloneFlags)], joins_userns: bool) -> Result<(), SetupError> {
+    for (f, flag) in all {
+        setns(f, *flag).map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))?;
+    }
+    if joins_userns {
+        enter_as_root(None).map_err(|e| SetupError::new("become root in the user namespace", e))?;
+    }
+    Ok(())
+}
+
+/// execveat the sealed copy of twinbox with `argv` and an empty environment; returns
+/// only on failure.
+fn exec_image(image: &impl AsRawFd, argv: &[CString]) -> SetupError {
+    let argv_p: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp: [*const libc::c_char; 1] = [std::ptr::null()];
+    // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated strings that
+    // live across the call; `image` is an executable memfd.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            image.as_raw_fd(),
+            c"".as_ptr(),
+            argv_p.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
     };
+    SetupError::new("start the exec shim", io::Error::last_os_error())
+}
+
+pub fn exec(
+    pid: i32,
+    cgroup: &dyn CgroupManager,
+    reaper: &Reaper,
+    p: &ProcessSpec,
+    conf: &Confinement,
+    cap_last: u32,
+    remapped: bool,
+) -> Result<Box<dyn ExecProcess>, SandboxError> {
+    let others = namespaces_to_join(pid, remapped)?;
+    let joins_userns = remapped;
+    let image = sealed_copy_of_self()?;
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    let (host_stdio, child_stdio) = make_stdio(p)?;
+    let (go_r, mut go_w) = pipe()?;
+    let (rep_r, rep_w) = pipe()?;
+    let (mut pid_r, pid_w) = pipe()?;
+    let stdio = stdio_fds(&child_stdio);
     let plan = plan_file(&ShimPlan {
         process: p.clone(),
         confinement: conf.clone(),
@@ -200,44 +246,13 @@ pub fn exec(
         if go.read(&mut b).unwrap_or(0) != 1 {
             return 126;
         }
-        let entered = others.iter().try_for_each(|(f, flag)| {
-            setns(f, *flag).map_err(|e| SetupError::new("enter the namespaces", io::Error::from(e)))
-        });
-        // In a remapped container's user namespace, become its root before the exec
-        // below: only a root of that namespace keeps capabilities across an execve.
-        let entered = entered.and_then(|_| {
-            if joins_userns {
-                enter_as_root(None)
-                    .map_err(|e| SetupError::new("become root in the user namespace", e))
-            } else {
-                Ok(())
-            }
-        });
-        let e = match entered {
+        let e = match enter_namespaces(&others, joins_userns) {
             Err(e) => e,
             Ok(()) => {
                 for fd in &keep {
                     no_cloexec(*fd);
                 }
-                let argv_p: Vec<*const libc::c_char> = argv
-                    .iter()
-                    .map(|a| a.as_ptr())
-                    .chain(std::iter::once(std::ptr::null()))
-                    .collect();
-                let envp: [*const libc::c_char; 1] = [std::ptr::null()];
-                // SAFETY: argv and envp are NULL-terminated arrays of NUL-terminated
-                // strings that live across the call; `image` is an executable memfd.
-                unsafe {
-                    libc::syscall(
-                        libc::SYS_execveat,
-                        image.as_raw_fd(),
-                        c"".as_ptr(),
-                        argv_p.as_ptr(),
-                        envp.as_ptr(),
-                        libc::AT_EMPTY_PATH,
-                    )
-                };
-                SetupError::new("start the exec shim", io::Error::last_os_error())
+                exec_image(&image, &argv)
             }
         };
         workload::report(rep_w_fd, &e);
@@ -280,6 +295,52 @@ pub fn exec(
         rx: Mutex::new(rx),
         master,
     }))
+}
+
+/// The cp helper's confinement: the container's mount namespace (and a remapped one's
+/// user namespace, as its root), only the file capabilities a copy needs, no_new_privs.
+fn enter_for_copy(mnt: &File, user: Option<&File>, cap_last: u32) -> io::Result<()> {
+    let keep = CP_CAPS.iter().fold(0u64, |m, c| m | (1u64 << c));
+    setns(mnt, CloneFlags::CLONE_NEWNS).map_err(io::Error::from)?;
+    if let Some(u) = user {
+        enter_as_root(Some(u))?;
+    }
+    caps::drop_bounding(keep, cap_last)?;
+    caps::set_all(keep)?;
+    // SAFETY: prctl with integer arguments only.
+    match unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Feed `input` to the helper while its output goes to `output` (or nowhere), until
+/// both ends close.
+fn pump_copy(
+    input: Option<&mut (dyn Read + Send)>,
+    in_w: File,
+    out_r: File,
+    output: Option<&mut (dyn Write + Send)>,
+) -> Result<(), SandboxError> {
+    std::thread::scope(|s| -> Result<(), SandboxError> {
+        let feeder = s.spawn(move || {
+            let mut in_w = in_w;
+            if let Some(inp) = input {
+                let _ = io::copy(inp, &mut in_w);
+            }
+        });
+        let mut out_r = out_r;
+        match output {
+            Some(out) => {
+                io::copy(&mut out_r, out)?;
+            }
+            None => {
+                io::copy(&mut out_r, &mut io::sink())?;
+            }
+        }
+        let _ = feeder.join();
+        Ok(())
+    })
 }
 
 /// Run `f` in a child inside `pid`'s mount namespace (the container's root is its
@@ -329,23 +390,7 @@ where
             return 1;
         }
         let (mut r, mut w, mut ew) = (in_r, out_w, err_w);
-        let keep = CP_CAPS.iter().fold(0u64, |m, c| m | (1u64 << c));
-        let res = setns(&mnt, CloneFlags::CLONE_NEWNS)
-            .map_err(io::Error::from)
-            .and_then(|_| match &user {
-                Some(u) => enter_as_root(Some(u)),
-                None => Ok(()),
-            })
-            .and_then(|_| caps::drop_bounding(keep, cap_last))
-            .and_then(|_| caps::set_all(keep))
-            .and_then(|_| {
-                // SAFETY: prctl with integer arguments only.
-                match unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } {
-                    0 => Ok(()),
-                    _ => Err(io::Error::last_os_error()),
-                }
-            })
-            .and_then(|_| f(&mut r, &mut w));
+        let res = enter_for_copy(&mnt, user.as_ref(), cap_last).and_then(|_| f(&mut r, &mut w));
         match res {
             Ok(()) => {
                 let _ = w.flush();
@@ -367,25 +412,7 @@ where
     }
     let _ = go_w.write_all(b"g");
     drop(go_w);
-    std::thread::scope(|s| -> Result<(), SandboxError> {
-        let feeder = s.spawn(move || {
-            let mut in_w = in_w;
-            if let Some(inp) = input {
-                let _ = io::copy(inp, &mut in_w);
-            }
-        });
-        let mut out_r = out_r;
-        match output {
-            Some(out) => {
-                io::copy(&mut out_r, out)?;
-            }
-            None => {
-                io::copy(&mut out_r, &mut io::sink())?;
-            }
-        }
-        let _ = feeder.join();
-        Ok(())
-    })?;
+    pump_copy(input, in_w, out_r, output)?;
     let status = rx
         .recv()
         .map_err(|_| SandboxError::Other("helper process vanished".into()))?;

@@ -80,3 +80,19 @@ impl Paths {
         self.run_dir(id).join("rootfs")
     }
 }
+
+/// The default cache directory for expensive artifacts.
+pub fn default_cache() -> PathBuf {
+    std::env::var_os("TWINBOX_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/twinbox"))
+}
+
+/// Find the guest kernel: $TWINBOX_KERNEL, or the newest build in the cache.
+pub fn guest_kernel(cache: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TWINBOX_KERNEL") {
+        return Some(PathBuf::from(p));
+    }
+    let p = cache.join("kernel/current/vmlinux");
+    p.exists().then_some(p)
+}

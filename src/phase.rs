@@ -6,6 +6,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// Called as each start-up step completes: (step, duration). The backends and the VMM
+/// call it; the monitor records and reports what it hears.
+pub type Trace = std::sync::Arc<dyn Fn(Phase, std::time::Duration) + Send + Sync>;
+
 macro_rules! phases {
     ($($variant:ident = $name:literal, $model:ident, $sentence:literal;)*) => {
         /// One start-up step.

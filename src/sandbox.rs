@@ -9,9 +9,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use thiserror::Error;
 
-/// Called as each start-up step completes: (step, duration). Drives `--explain` and
-/// the phase columns of `compare`.
-pub type Trace = std::sync::Arc<dyn Fn(crate::phase::Phase, std::time::Duration) + Send + Sync>;
+pub use crate::phase::Trace;
 
 /// What a finished sandbox cost, recorded by the monitor.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

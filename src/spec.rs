@@ -244,7 +244,7 @@ impl ProcessSpec {
 }
 
 /// Most vCPUs a microVM can have (APIC ids the VMM's MP table describes).
-pub const MAX_VCPUS: u32 = 254;
+pub const MAX_VCPUS: u32 = crate::vmm::boot::mptable::MAX_CPUS as u32;
 
 /// Docker's default `PATH` for containers whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -351,7 +351,9 @@ chmod 755 /tmp/g/init
 echo "net=$(twinbox vm-boot --kernel /lab/vmlinux --initrd /tmp/g.cpio --tap tap0 --quiet --timeout 120 2>&1 | grep -c NET-OK)"
 wait
 vmlinuz=$(ls /lab/bzimage 2>/dev/null)
-echo "bzimage=$(twinbox vm-boot --kernel /lab/bzimage --initrd /tmp/g.cpio --quiet --timeout 600 2>&1 | grep -m1 GUEST-KERNEL= | cut -d= -f2)"
+twinbox vm-boot --kernel /lab/bzimage --initrd /tmp/g.cpio --quiet --timeout 600 > /tmp/bz.out 2>&1; echo "bzcode=$?"
+echo "bzimage=$(grep -m1 GUEST-KERNEL= /tmp/bz.out | cut -d= -f2)"
+echo "bzlog=$(tail -c 400 /tmp/bz.out | tr '\n' ' ')"
 echo "l1=$(uname -r)"
 "#);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
@@ -363,7 +365,9 @@ echo "l1=$(uname -r)"
     assert_eq!(
         field(&out, "bzimage"),
         field(&out, "l1"),
-        "the Debian bzImage booted in twinbox's VMM"
+        "the Debian bzImage booted in twinbox's VMM (vm-boot exit {}, its last output: {})",
+        field(&out, "bzcode"),
+        field(&out, "bzlog")
     );
 }
 

@@ -315,7 +315,7 @@ pub fn startup_vm(engine: &crate::engine::Engine, runs: usize, location: &str) -
         Ok(v) => out.push(series("twinbox --isolation vm", location, v)),
         Err(e) => out.push(skipped("twinbox --isolation vm", &e)),
     }
-    let Some(kernel) = crate::lab::guest_kernel(&crate::lab::default_cache()) else {
+    let Some(kernel) = crate::paths::guest_kernel(&crate::paths::default_cache()) else {
         out.push(skipped(
             "kernel to init",
             "no guest kernel (kernel-config/build.sh)",
@@ -533,7 +533,7 @@ fn io_virtio_blk(engine: &crate::engine::Engine, runs: usize, location: &str) ->
         .map(|(what, _)| format!("{what}: bare microVM (ext4 on virtio-blk)"))
         .collect();
     let fail = |e: &str| names.iter().map(|n| skipped(n, e)).collect::<Vec<_>>();
-    let Some(kernel) = crate::lab::guest_kernel(&crate::lab::default_cache()) else {
+    let Some(kernel) = crate::paths::guest_kernel(&crate::paths::default_cache()) else {
         return fail("no guest kernel (kernel-config/build.sh)");
     };
     let Some(mkfs) = which("mkfs.ext4") else {

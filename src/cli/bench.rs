@@ -96,6 +96,38 @@ fn unit(suite: &str) -> &'static str {
     }
 }
 
+/// The process model's side of each suite, on this host.
+fn native_suites(engine: &Engine, suites: &[String], runs: usize) -> Vec<Suite> {
+    let mut out = Vec::new();
+    let mut net_pair: Option<(Vec<Series>, Vec<Series>)> = None;
+    for s in suites {
+        eprintln!("bench: {s} (native)");
+        let series = match s.as_str() {
+            "startup" => bench::startup_native(engine, runs),
+            "cpu" => bench::cpu(engine, runs.min(5), &["process"], "native"),
+            "io" => bench::io(engine, runs.min(5), &["process"], "native"),
+            "density" => vec![bench::density(engine, "process", 16, "native")],
+            "net" | "rtt" => {
+                let (thr, rtt) = net_pair.get_or_insert_with(|| {
+                    bench::net::suites(engine, runs.min(5), &["process"], "native")
+                });
+                if s == "net" {
+                    thr.clone()
+                } else {
+                    rtt.clone()
+                }
+            }
+            _ => vec![],
+        };
+        out.push(Suite {
+            suite: s.clone(),
+            unit: unit(s).into(),
+            series,
+        });
+    }
+    out
+}
+
 pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
     let suites: Vec<String> = if a.suites.is_empty() {
         bench::SUITES.iter().map(|s| s.to_string()).collect()
@@ -120,34 +152,8 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
     let mut report = Report {
         machine: bench::machine(),
         runs: a.runs,
-        suites: Vec::new(),
+        suites: native_suites(engine, &suites, a.runs),
     };
-    let mut net_pair: Option<(Vec<Series>, Vec<Series>)> = None;
-    for s in &suites {
-        eprintln!("bench: {s} (native)");
-        let series = match s.as_str() {
-            "startup" => bench::startup_native(engine, a.runs),
-            "cpu" => bench::cpu(engine, a.runs.min(5), &["process"], "native"),
-            "io" => bench::io(engine, a.runs.min(5), &["process"], "native"),
-            "density" => vec![bench::density(engine, "process", 16, "native")],
-            "net" | "rtt" => {
-                let (thr, rtt) = net_pair.get_or_insert_with(|| {
-                    bench::net::suites(engine, a.runs.min(5), &["process"], "native")
-                });
-                if s == "net" {
-                    thr.clone()
-                } else {
-                    rtt.clone()
-                }
-            }
-            _ => vec![],
-        };
-        report.suites.push(Suite {
-            suite: s.clone(),
-            unit: unit(s).into(),
-            series,
-        });
-    }
     // The microVM side: natively where KVM runs a standard guest, else in the lab.
     let vm_suites: Vec<String> = suites.clone();
     let vm = if vm_suites.is_empty() || a.no_vm {
@@ -170,7 +176,7 @@ pub fn bench(engine: &Engine, a: BenchArgs) -> Result<i32, EngineError> {
             smp: 1,
             timeout: 3600,
             console: false,
-            cache: crate::lab::default_cache(),
+            cache: crate::paths::default_cache(),
             with_qemu: true,
             disks: Vec::new(),
         })

@@ -61,7 +61,7 @@ fn vm_in_lab(a: &CompareArgs) -> Result<Column, EngineError> {
         smp: 1,
         timeout: 1800,
         console: false,
-        cache: crate::lab::default_cache(),
+        cache: crate::paths::default_cache(),
         with_qemu: false,
         disks: Vec::new(),
     })

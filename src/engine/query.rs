@@ -76,6 +76,42 @@ pub struct Info {
     pub default_isolation: String,
 }
 
+/// inspect's `HostConfig`: limits, network mode, security and logging as set.
+fn host_config(r: &ContainerRecord) -> serde_json::Value {
+    let sec = &r.spec.security;
+    let hidden = !sec.privileged && !sec.unmask_system_paths;
+    json!({
+        "NetworkMode": match r.spec.interfaces.first() {
+            Some(i) if r.spec.network == crate::spec::NetworkMode::Bridge => i.network.clone(),
+            _ => r.spec.network.to_string(),
+        },
+        "PortBindings": port_bindings(&r.ports),
+        "Links": r.links.iter().map(|(n, a)| format!("/{n}:/{}/{a}", r.name)).collect::<Vec<_>>(),
+        "AutoRemove": r.auto_remove,
+        "Memory": r.spec.resources.memory.unwrap_or(0),
+        "NanoCpus": r.spec.resources.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+        "PidsLimit": r.spec.resources.pids_limit,
+        "CpusetCpus": r.spec.resources.cpuset_cpus.clone().unwrap_or_default(),
+        "Isolation": r.spec.isolation.to_string(),
+        "CapAdd": sec.cap_add,
+        "CapDrop": sec.cap_drop,
+        "Privileged": sec.privileged,
+        "ReadonlyRootfs": sec.read_only,
+        "SecurityOpt": security_opt(sec),
+        "UsernsMode": if sec.userns.is_some() { "remap" } else { "" },
+        "LogConfig": {
+            "Type": r.log_config.driver,
+            "Config": if r.log_config.keeps_logs() {
+                json!({"max-size": r.log_config.max_size.to_string(), "max-file": r.log_config.max_file.to_string()})
+            } else {
+                json!({})
+            },
+        },
+        "ReadonlyPaths": if hidden { json!(crate::init::rootfs::READONLY) } else { json!([]) },
+        "MaskedPaths": if hidden { json!(crate::init::rootfs::MASKED) } else { json!([]) },
+    })
+}
+
 impl Engine {
     /// If the record says running but its monitor is gone, record the truth.
     pub fn reconcile(&self, rec: ContainerRecord) -> ContainerRecord {
@@ -186,13 +222,35 @@ impl Engine {
         }
     }
 
+    /// inspect's `Mounts`: volumes with their directory and name, binds, tmpfs.
+    fn mounts_json(&self, r: &ContainerRecord) -> Vec<serde_json::Value> {
+        r.spec.mounts.iter().map(|m| {
+            let source = match m.kind {
+                crate::spec::MountKind::Volume => crate::volume::VolumeStore::data_dir_in(&self.paths.root, &m.source).display().to_string(),
+                crate::spec::MountKind::Bind => m.source.clone(),
+                crate::spec::MountKind::Tmpfs => String::new(),
+            };
+            let mut j = serde_json::json!({
+                "Type": format!("{:?}", m.kind).to_lowercase(),
+                "Source": source,
+                "Destination": m.target,
+                "Mode": if m.readonly { "ro" } else { "" },
+                "RW": !m.readonly,
+                "Propagation": if m.kind == crate::spec::MountKind::Bind { "rprivate" } else { "" },
+            });
+            if m.kind == crate::spec::MountKind::Volume {
+                j["Name"] = serde_json::json!(m.source);
+                j["Driver"] = serde_json::json!("local");
+            }
+            j
+        }).collect()
+    }
+
     /// `inspect`: Docker's field names where they exist.
     pub fn inspect(&self, reference: &str) -> Result<serde_json::Value, EngineError> {
         let r = self.get(reference)?;
         let s = &r.state;
         let p = &r.spec.process;
-        let sec = &r.spec.security;
-        let hidden = !sec.privileged && !sec.unmask_system_paths;
         let ts = |t: Option<chrono::DateTime<chrono::Utc>>| {
             t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
                 .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
@@ -222,56 +280,8 @@ impl Engine {
             "RestartCount": r.restart_count,
             "Driver": "overlay",
             "Isolation": r.spec.isolation.to_string(),
-            "HostConfig": {
-                "NetworkMode": match r.spec.interfaces.first() {
-                    Some(i) if r.spec.network == crate::spec::NetworkMode::Bridge => i.network.clone(),
-                    _ => r.spec.network.to_string(),
-                },
-                "PortBindings": port_bindings(&r.ports),
-                "Links": r.links.iter().map(|(n, a)| format!("/{n}:/{}/{a}", r.name)).collect::<Vec<_>>(),
-                "AutoRemove": r.auto_remove,
-                "Memory": r.spec.resources.memory.unwrap_or(0),
-                "NanoCpus": r.spec.resources.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
-                "PidsLimit": r.spec.resources.pids_limit,
-                "CpusetCpus": r.spec.resources.cpuset_cpus.clone().unwrap_or_default(),
-                "Isolation": r.spec.isolation.to_string(),
-                "CapAdd": sec.cap_add,
-                "CapDrop": sec.cap_drop,
-                "Privileged": sec.privileged,
-                "ReadonlyRootfs": sec.read_only,
-                "SecurityOpt": security_opt(sec),
-                "UsernsMode": if sec.userns.is_some() { "remap" } else { "" },
-                "LogConfig": {
-                    "Type": r.log_config.driver,
-                    "Config": if r.log_config.keeps_logs() {
-                        json!({"max-size": r.log_config.max_size.to_string(), "max-file": r.log_config.max_file.to_string()})
-                    } else {
-                        json!({})
-                    },
-                },
-                "ReadonlyPaths": if hidden { json!(crate::init::rootfs::READONLY) } else { json!([]) },
-                "MaskedPaths": if hidden { json!(crate::init::rootfs::MASKED) } else { json!([]) },
-            },
-            "Mounts": r.spec.mounts.iter().map(|m| {
-                let source = match m.kind {
-                    crate::spec::MountKind::Volume => crate::volume::VolumeStore::data_dir_in(&self.paths.root, &m.source).display().to_string(),
-                    crate::spec::MountKind::Bind => m.source.clone(),
-                    crate::spec::MountKind::Tmpfs => String::new(),
-                };
-                let mut j = serde_json::json!({
-                    "Type": format!("{:?}", m.kind).to_lowercase(),
-                    "Source": source,
-                    "Destination": m.target,
-                    "Mode": if m.readonly { "ro" } else { "" },
-                    "RW": !m.readonly,
-                    "Propagation": if m.kind == crate::spec::MountKind::Bind { "rprivate" } else { "" },
-                });
-                if m.kind == crate::spec::MountKind::Volume {
-                    j["Name"] = serde_json::json!(m.source);
-                    j["Driver"] = serde_json::json!("local");
-                }
-                j
-            }).collect::<Vec<_>>(),
+            "HostConfig": host_config(&r),
+            "Mounts": self.mounts_json(&r),
             "GraphDriver": {
                 "Name": "overlay",
                 "Data": {

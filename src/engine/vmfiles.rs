@@ -55,8 +55,8 @@ pub fn agent_initramfs(cache: &Path) -> Result<PathBuf, EngineError> {
 impl Engine {
     /// Prepare a VM's files.
     pub(crate) fn prepare_vm(&self) -> Result<VmFiles, EngineError> {
-        let cache = crate::lab::default_cache();
-        let kernel = crate::lab::guest_kernel(&cache).ok_or_else(|| {
+        let cache = crate::paths::default_cache();
+        let kernel = crate::paths::guest_kernel(&cache).ok_or_else(|| {
             EngineError::Invalid(
                 "no guest kernel for --isolation vm: build it with kernel-config/build.sh (scripts/setup.sh does), or set TWINBOX_KERNEL".into(),
             )

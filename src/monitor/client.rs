@@ -116,17 +116,12 @@ const PROXIED: &[libc::c_int] = &[
     libc::SIGUSR2,
 ];
 
-/// Run the client side of an attach/exec stream on an already-requested connection.
-pub fn stream(conn: UnixStream, opts: StreamOpts) -> Result<StreamEnd, ClientError> {
-    let writer = Arc::new(Mutex::new(conn.try_clone()?));
-    let detached = Arc::new(AtomicBool::new(false));
-    let _raw = if opts.tty && nix::unistd::isatty(0).unwrap_or(false) {
-        Some(RawMode::enable())
-    } else {
-        None
-    };
+type Writer = Arc<Mutex<UnixStream>>;
 
-    // Signals: block them here (threads inherit the mask) and handle them in one thread.
+/// Block the proxied signals (and SIGWINCH with a terminal) in this thread, which the
+/// others inherit, and handle them in one thread: a resize frame, or `kill` through
+/// the monitor.
+fn watch_signals(writer: &Writer, opts: &StreamOpts) {
     let mut set = nix::sys::signal::SigSet::empty();
     let mut watched: Vec<libc::c_int> = Vec::new();
     if opts.proxy_signals.is_some() && !opts.tty {
@@ -140,74 +135,111 @@ pub fn stream(conn: UnixStream, opts: StreamOpts) -> Result<StreamEnd, ClientErr
             set.add(sig);
         }
     }
-    if !watched.is_empty() {
-        let _ = set.thread_block();
-        let w = writer.clone();
-        let sock = opts.proxy_signals.clone();
-        std::thread::spawn(move || {
-            while let Ok(sig) = set.wait() {
-                if sig == nix::sys::signal::Signal::SIGWINCH {
-                    if let Some((r, c)) = terminal_size() {
-                        let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
-                        let _ = write_frame(&mut *g, Kind::Resize, &protocol::resize_payload(r, c));
-                    }
-                } else if let Some(sock) = &sock {
-                    let _ = request(sock, &Request::Kill { signal: sig as i32 });
+    if watched.is_empty() {
+        return;
+    }
+    let _ = set.thread_block();
+    let w = writer.clone();
+    let sock = opts.proxy_signals.clone();
+    std::thread::spawn(move || {
+        while let Ok(sig) = set.wait() {
+            if sig == nix::sys::signal::Signal::SIGWINCH {
+                if let Some((r, c)) = terminal_size() {
+                    let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = write_frame(&mut *g, Kind::Resize, &protocol::resize_payload(r, c));
+                }
+            } else if let Some(sock) = &sock {
+                let _ = request(sock, &Request::Kill { signal: sig as i32 });
+            }
+        }
+    });
+}
+
+/// Docker's detach keys, ctrl-p ctrl-q, across reads: a ctrl-p is held back until the
+/// next byte says whether it was the start of the sequence.
+#[derive(Debug, Default)]
+struct DetachKeys {
+    held_ctrl_p: bool,
+}
+
+impl DetachKeys {
+    /// The bytes to forward from `input`, and whether the sequence was typed (what
+    /// follows it is not forwarded).
+    fn filter(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        let mut out = Vec::with_capacity(input.len() + 1);
+        for &b in input {
+            if self.held_ctrl_p {
+                self.held_ctrl_p = false;
+                if b == 0x11 {
+                    return (out, true);
+                }
+                out.push(0x10);
+            } else if b == 0x10 {
+                self.held_ctrl_p = true;
+                continue;
+            }
+            out.push(b);
+        }
+        (out, false)
+    }
+}
+
+/// Forward our stdin as Stdin frames, then StdinEof; with detach keys, ctrl-p ctrl-q
+/// ends the stream instead (marking `detached`).
+fn forward_stdin(w: Writer, detached: Arc<AtomicBool>, detach_keys: bool) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut keys = DetachKeys::default();
+        let mut stdin = io::stdin();
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+                    let _ = write_frame(&mut *g, Kind::StdinEof, &[]);
+                    return;
+                }
+                Ok(n) => n,
+            };
+            let (out, detach) = if detach_keys {
+                keys.filter(&buf[..n])
+            } else {
+                (buf[..n].to_vec(), false)
+            };
+            if !out.is_empty() {
+                let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
+                if write_frame(&mut *g, Kind::Stdin, &out).is_err() {
+                    return;
                 }
             }
-        });
-    }
+            if detach {
+                detached.store(true, Ordering::SeqCst);
+                let g = w.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = g.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
+    });
+}
+
+/// Run the client side of an attach/exec stream on an already-requested connection.
+pub fn stream(conn: UnixStream, opts: StreamOpts) -> Result<StreamEnd, ClientError> {
+    let writer: Writer = Arc::new(Mutex::new(conn.try_clone()?));
+    let detached = Arc::new(AtomicBool::new(false));
+    let _raw = if opts.tty && nix::unistd::isatty(0).unwrap_or(false) {
+        Some(RawMode::enable())
+    } else {
+        None
+    };
+
+    watch_signals(&writer, &opts);
     if opts.tty {
         if let Some((r, c)) = terminal_size() {
             let mut g = writer.lock().unwrap_or_else(|e| e.into_inner());
             let _ = write_frame(&mut *g, Kind::Resize, &protocol::resize_payload(r, c));
         }
     }
-
     if opts.stdin {
-        let w = writer.clone();
-        let det = detached.clone();
-        let detach_keys = opts.detach_keys;
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 8192];
-            let mut held_ctrl_p = false;
-            let mut stdin = io::stdin();
-            loop {
-                let n = match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
-                        let _ = write_frame(&mut *g, Kind::StdinEof, &[]);
-                        return;
-                    }
-                    Ok(n) => n,
-                };
-                let mut out = Vec::with_capacity(n + 1);
-                for &b in &buf[..n] {
-                    if detach_keys {
-                        if held_ctrl_p {
-                            held_ctrl_p = false;
-                            if b == 0x11 {
-                                det.store(true, Ordering::SeqCst);
-                                let g = w.lock().unwrap_or_else(|e| e.into_inner());
-                                let _ = g.shutdown(std::net::Shutdown::Both);
-                                return;
-                            }
-                            out.push(0x10);
-                        } else if b == 0x10 {
-                            held_ctrl_p = true;
-                            continue;
-                        }
-                    }
-                    out.push(b);
-                }
-                if !out.is_empty() {
-                    let mut g = w.lock().unwrap_or_else(|e| e.into_inner());
-                    if write_frame(&mut *g, Kind::Stdin, &out).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
+        forward_stdin(writer.clone(), detached.clone(), opts.detach_keys);
     }
 
     let mut reader = BufReader::new(conn);
@@ -336,5 +368,19 @@ impl Read for DataReader {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn detach_keys_split_across_reads_detach_and_a_lone_ctrl_p_passes() {
+        let mut k = super::DetachKeys::default();
+        assert_eq!(k.filter(b"ab\x10"), (b"ab".to_vec(), false));
+        assert_eq!(k.filter(b"\x11rest"), (Vec::new(), true));
+        let mut k = super::DetachKeys::default();
+        assert_eq!(k.filter(b"\x10x"), (b"\x10x".to_vec(), false));
+        // A ctrl-p after a held one is data, not a new start.
+        assert_eq!(k.filter(b"\x10\x10\x11"), (b"\x10\x10\x11".to_vec(), false));
     }
 }

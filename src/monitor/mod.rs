@@ -50,6 +50,22 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The state of a monitor around `sandbox`, before anything is attached.
+    pub fn new(sandbox: Box<dyn Sandbox>, stdin: Option<File>, store: Store, id: &str) -> Shared {
+        Shared {
+            sandbox,
+            attachers: Mutex::new(Vec::new()),
+            stdin: Mutex::new(stdin),
+            exit: Mutex::new(None),
+            exit_cv: Condvar::new(),
+            pending: Mutex::new(0),
+            pending_cv: Condvar::new(),
+            store,
+            id: id.to_string(),
+            next_attacher: Mutex::new(0),
+        }
+    }
+
     /// Block until the workload has exited or `timeout` passed.
     pub fn wait_exit(&self, timeout: Option<Duration>) -> Option<ExitInfo> {
         let mut g = self.exit.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,7 +15,7 @@ use crate::teardown::{self, Host, Occasion, Resources, Step};
 use crate::util::error_chain;
 use std::fs::File;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The monitor's main: returns the process exit status.
@@ -80,18 +80,7 @@ pub fn run(
         }
     }
     serve_dns(&store, id, &dns_sock);
-    let shared = Arc::new(Shared {
-        sandbox,
-        attachers: Mutex::new(Vec::new()),
-        stdin: Mutex::new(io.stdin),
-        exit: Mutex::new(None),
-        exit_cv: Condvar::new(),
-        pending: Mutex::new(0),
-        pending_cv: Condvar::new(),
-        store: store.clone(),
-        id: id.to_string(),
-        next_attacher: Mutex::new(0),
-    });
+    let shared = Arc::new(Shared::new(sandbox, io.stdin, store.clone(), id));
     reporter.started();
     // The first client registers before output is pumped, so it misses nothing.
     if let Some((c, req)) = ending.first.take() {
@@ -468,18 +457,12 @@ mod tests {
     }
 
     fn exit_with(f: &Fixture, sb: &FakeSandbox, auto_remove: bool) -> Arc<Shared> {
-        let shared = Arc::new(Shared {
-            sandbox: Box::new(sb.clone()),
-            attachers: Mutex::new(Vec::new()),
-            stdin: Mutex::new(None),
-            exit: Mutex::new(None),
-            exit_cv: Condvar::new(),
-            pending: Mutex::new(0),
-            pending_cv: Condvar::new(),
-            store: f.store.clone(),
-            id: "c1".into(),
-            next_attacher: Mutex::new(0),
-        });
+        let shared = Arc::new(Shared::new(
+            Box::new(sb.clone()),
+            None,
+            f.store.clone(),
+            "c1",
+        ));
         let reporter = Reporter::default();
         let info = ExitInfo {
             code: 3,

@@ -211,6 +211,31 @@ fn reply(conn: &mut UnixStream, r: Result<Reply, SandboxError>) {
     let _ = protocol::write_json_line(conn, &resp);
 }
 
+/// `cp` out of the container: its tar stream as Data frames.
+fn copy_out(sb: &dyn crate::sandbox::Sandbox, mut conn: UnixStream, path: &str) {
+    let mut w = FrameWriter {
+        conn: conn.try_clone().ok(),
+        buf: Vec::new(),
+    };
+    let r = sb.copy_out(path, &mut w);
+    let _ = w.flush();
+    finish_copy(&mut conn, r);
+}
+
+/// `cp` into the container: the client's Data frames as a tar stream.
+fn copy_in(sb: &dyn crate::sandbox::Sandbox, mut conn: UnixStream, path: &str) {
+    let mut r = FrameReader {
+        conn: conn.try_clone().ok(),
+        buf: Vec::new(),
+        pos: 0,
+        eof: false,
+    };
+    let res = sb.copy_in(path, &mut r);
+    // Drain what the client still sends so it is not blocked.
+    let _ = io::copy(&mut r, &mut io::sink());
+    finish_copy(&mut conn, res);
+}
+
 fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
     let sb = &shared.sandbox;
     // Every request is answered before the monitor exits.
@@ -293,27 +318,8 @@ fn handle(shared: &Shared, mut conn: UnixStream, req: Request) {
             }
             Ok(ep) => stream_exec(ep, conn),
         },
-        Request::CopyOut { path } => {
-            let mut w = FrameWriter {
-                conn: conn.try_clone().ok(),
-                buf: Vec::new(),
-            };
-            let r = sb.copy_out(&path, &mut w);
-            let _ = w.flush();
-            finish_copy(&mut conn, r);
-        }
-        Request::CopyIn { path } => {
-            let mut r = FrameReader {
-                conn: conn.try_clone().ok(),
-                buf: Vec::new(),
-                pos: 0,
-                eof: false,
-            };
-            let res = sb.copy_in(&path, &mut r);
-            // Drain what the client still sends so it is not blocked.
-            let _ = io::copy(&mut r, &mut io::sink());
-            finish_copy(&mut conn, res);
-        }
+        Request::CopyOut { path } => copy_out(sb.as_ref(), conn, &path),
+        Request::CopyIn { path } => copy_in(sb.as_ref(), conn, &path),
     }
 }
 
@@ -449,7 +455,6 @@ mod tests {
     use super::super::fake::FakeSandbox;
     use super::*;
     use crate::state::{ContainerRecord, Store};
-    use std::sync::Condvar;
 
     /// A monitor around `sb` whose main thread records the exit as the real one does.
     fn monitor(sb: &FakeSandbox) -> (Arc<Shared>, tempfile::TempDir) {
@@ -458,18 +463,7 @@ mod tests {
         store
             .insert(&ContainerRecord::for_test("c1", "web"))
             .unwrap();
-        let shared = Arc::new(Shared {
-            sandbox: Box::new(sb.clone()),
-            attachers: Mutex::new(Vec::new()),
-            stdin: Mutex::new(None),
-            exit: Mutex::new(None),
-            exit_cv: Condvar::new(),
-            pending: Mutex::new(0),
-            pending_cv: Condvar::new(),
-            store,
-            id: "c1".into(),
-            next_attacher: Mutex::new(0),
-        });
+        let shared = Arc::new(Shared::new(Box::new(sb.clone()), None, store, "c1"));
         let s = shared.clone();
         thread::spawn(move || {
             let info = s.sandbox.wait();

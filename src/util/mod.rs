@@ -24,6 +24,7 @@ pub mod at;
 pub mod fs;
 pub mod ids;
 pub mod proc;
+pub mod seccomp;
 pub mod size;
 
 /// Serde for `Option<Vec<u8>>` as base64 text (compact in JSON records and messages).

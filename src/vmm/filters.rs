@@ -212,7 +212,7 @@ pub fn compile(t: Thread) -> Result<Vec<u8>, seccomp::SeccompError> {
 /// process ends.
 pub fn install(prog: &[u8]) {
     install_sigsys_handler();
-    if let Err(e) = crate::init::confine::install_seccomp(prog) {
+    if let Err(e) = crate::util::seccomp::install(prog) {
         eprintln!("twinbox-vmm: seccomp: {e}");
         // SAFETY: ending the process; nothing to unwind.
         unsafe { libc::_exit(125) };

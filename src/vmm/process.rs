@@ -166,6 +166,92 @@ pub(crate) fn dup_high(fd: RawFd) -> std::io::Result<RawFd> {
     }
 }
 
+/// What a VMM reported first: its set-up steps, their total and guest RAM's ranges.
+type Started = (Vec<(crate::phase::Phase, u64)>, u64, Vec<(u64, u64)>);
+
+/// The VMM's first line: started, or why not (`Err(None)`: it said nothing sensible).
+fn await_started(
+    reader: &mut BufReader<UnixStream>,
+    line: &mut String,
+) -> Result<Started, Option<VmmError>> {
+    let first = read_line(reader, line).and_then(|_| serde_json::from_str::<FromVmm>(line).ok());
+    match first {
+        Some(FromVmm::Started {
+            steps,
+            setup_ns,
+            ranges,
+        }) => Ok((steps, setup_ns, ranges)),
+        Some(FromVmm::Failed { error }) => Err(Some(VmmError::Reported(error))),
+        _ => Err(None),
+    }
+}
+
+/// Exec the VMM with its descriptors at the numbers it expects (control, console,
+/// TAP, /dev/kvm, then one per share), nothing else, an empty environment, and a
+/// parent-death signal.
+fn launch(
+    exe: &std::path::Path,
+    theirs: UnixStream,
+    console: &File,
+    tap: Option<&File>,
+    shares: Vec<UnixStream>,
+) -> Result<Child, VmmError> {
+    let kvm = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map_err(|e| VmmError::NoKvm(e.to_string()))?;
+    let mut srcs = vec![
+        Some(dup_high(theirs.as_raw_fd())?),
+        Some(dup_high(console.as_raw_fd())?),
+        match &tap {
+            Some(t) => Some(dup_high(t.as_raw_fd())?),
+            None => None,
+        },
+        Some(dup_high(kvm.as_raw_fd())?),
+    ];
+    let mut targets = vec![CONTROL_FD, CONSOLE_FD, TAP_FD, KVM_FD];
+    for (k, s) in shares.iter().enumerate() {
+        srcs.push(Some(dup_high(s.as_raw_fd())?));
+        targets.push(SHARE_FD_BASE + k as RawFd);
+    }
+    let child_srcs = srcs.clone();
+    let stderr = console.try_clone()?;
+    let mut cmd = Command::new(exe);
+    cmd.arg0(ARG0)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let parent = std::process::id() as i32;
+    // SAFETY: between fork and exec only async-signal-safe calls: dup2, prctl,
+    // getppid.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (target, src) in targets.iter().zip(&child_srcs) {
+                if let Some(s) = *src {
+                    if libc::dup2(s, *target) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+            }
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            if libc::getppid() != parent {
+                return Err(std::io::Error::other("the monitor is gone"));
+            }
+            Ok(())
+        });
+    }
+    let spawned = cmd.spawn();
+    for s in srcs.into_iter().flatten() {
+        // SAFETY: closing the duplicates made above, which nothing else uses.
+        unsafe { libc::close(s) };
+    }
+    drop(theirs);
+    drop(shares);
+    spawned.map_err(|e| VmmError::Jail(format!("start the VMM: {e}")))
+}
+
 impl VmProcess {
     /// Start the VMM process (`exe`: the twinbox binary) for `setup`, placed (by `place`, with its pid) before it
     /// allocates anything — in its cgroup — and wait until its VM runs.
@@ -184,60 +270,7 @@ impl VmProcess {
             ));
         }
         let (ours, theirs) = UnixStream::pair()?;
-        let kvm = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-            .map_err(|e| VmmError::NoKvm(e.to_string()))?;
-        let mut srcs = vec![
-            Some(dup_high(theirs.as_raw_fd())?),
-            Some(dup_high(console.as_raw_fd())?),
-            match &tap {
-                Some(t) => Some(dup_high(t.as_raw_fd())?),
-                None => None,
-            },
-            Some(dup_high(kvm.as_raw_fd())?),
-        ];
-        let mut targets = vec![CONTROL_FD, CONSOLE_FD, TAP_FD, KVM_FD];
-        for (k, s) in shares.iter().enumerate() {
-            srcs.push(Some(dup_high(s.as_raw_fd())?));
-            targets.push(SHARE_FD_BASE + k as RawFd);
-        }
-        let child_srcs = srcs.clone();
-        let stderr = console.try_clone()?;
-        let mut cmd = Command::new(exe);
-        cmd.arg0(ARG0)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let parent = std::process::id() as i32;
-        // SAFETY: between fork and exec only async-signal-safe calls: dup2, prctl,
-        // getppid.
-        unsafe {
-            cmd.pre_exec(move || {
-                for (target, src) in targets.iter().zip(&child_srcs) {
-                    if let Some(s) = *src {
-                        if libc::dup2(s, *target) < 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
-                    }
-                }
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-                if libc::getppid() != parent {
-                    return Err(std::io::Error::other("the monitor is gone"));
-                }
-                Ok(())
-            });
-        }
-        let spawned = cmd.spawn();
-        for s in srcs.into_iter().flatten() {
-            // SAFETY: closing the duplicates made above, which nothing else uses.
-            unsafe { libc::close(s) };
-        }
-        drop(theirs);
-        drop(shares);
-        let mut child = spawned.map_err(|e| VmmError::Jail(format!("start the VMM: {e}")))?;
+        let mut child = launch(exe, theirs, &console, tap.as_ref(), shares)?;
         let pid = child.id() as i32;
         let kill = |child: &mut Child| {
             let _ = child.kill();
@@ -258,27 +291,19 @@ impl VmProcess {
         ours.set_read_timeout(Some(SETUP_TIMEOUT))?;
         let mut reader = BufReader::new(ours.try_clone()?);
         let mut line = String::new();
-        let first = read_line(&mut reader, &mut line)
-            .and_then(|_| serde_json::from_str::<FromVmm>(&line).ok());
-        let (steps, setup_ns, ranges) = match first {
-            Some(FromVmm::Started {
-                steps,
-                setup_ns,
-                ranges,
-            }) => (steps, setup_ns, ranges),
-            Some(FromVmm::Failed { error }) => {
+        let (steps, setup_ns, ranges) = match await_started(&mut reader, &mut line) {
+            Ok(started) => started,
+            Err(e) => {
                 kill(&mut child);
-                return Err(VmmError::Reported(error));
-            }
-            _ => {
-                kill(&mut child);
-                let status = child
-                    .try_wait()
-                    .ok()
-                    .flatten()
-                    .map(|s| describe(&s))
-                    .unwrap_or_else(|| "did not start".into());
-                return Err(VmmError::Jail(format!("the VMM process {status}")));
+                return Err(e.unwrap_or_else(|| {
+                    let status = child
+                        .try_wait()
+                        .ok()
+                        .flatten()
+                        .map(|s| describe(&s))
+                        .unwrap_or_else(|| "did not start".into());
+                    VmmError::Jail(format!("the VMM process {status}"))
+                }));
             }
         };
         ours.set_read_timeout(None)?;

@@ -74,7 +74,7 @@ pub struct ThreadFilters {
 pub type BeforeRun = Box<dyn FnOnce() -> Result<ThreadFilters, VmmError>>;
 
 use crate::phase::Phase;
-pub use crate::sandbox::Trace;
+pub use crate::phase::Trace;
 
 pub struct VmConfig {
     pub kernel: PathBuf,

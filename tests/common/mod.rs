@@ -292,56 +292,42 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Pids that belong to the twinbox whose state root is `root`: monitors are forked
-/// (not exec'd) from a CLI the test ran with `TWINBOX_ROOT` in its environment, and
-/// keep it; VMMs and virtiofsds inherit it; helpers name it in their argv.
-pub fn processes_of(root: &str) -> Vec<i32> {
+/// Pids (other than ours) for which `matches` holds on `/proc/<pid>/<file>` for any
+/// of `files`.
+fn processes_whose(files: &[&str], matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     let me = std::process::id() as i32;
     let mut v = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
-        if pid == me {
-            continue;
-        }
-        let mentions = |f: &str| {
-            std::fs::read(format!("/proc/{pid}/{f}"))
-                .map(|b| {
-                    b.split(|c| *c == 0)
-                        .any(|part| String::from_utf8_lossy(part).contains(root))
-                })
-                .unwrap_or(false)
-        };
-        if mentions("cmdline") || mentions("environ") {
+        if pid != me
+            && files
+                .iter()
+                .any(|f| std::fs::read(format!("/proc/{pid}/{f}")).is_ok_and(|b| matches(&b)))
+        {
             v.push(pid);
         }
     }
     v
 }
 
-/// Pids whose command line mentions `needle`.
+/// Pids that belong to the twinbox whose state root is `root`: monitors are forked
+/// (not exec'd) from a CLI the test ran with `TWINBOX_ROOT` in its environment, and
+/// keep it; VMMs and virtiofsds inherit it; helpers name it in their argv.
+pub fn processes_of(root: &str) -> Vec<i32> {
+    processes_whose(&["cmdline", "environ"], |b| {
+        b.split(|c| *c == 0)
+            .any(|part| String::from_utf8_lossy(part).contains(root))
+    })
+}
+
+/// Pids whose command line, its arguments joined by spaces, mentions `needle`.
 pub fn processes_mentioning(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            let c: Vec<u8> = c
-                .into_iter()
-                .map(|b| if b == 0 { b' ' } else { b })
-                .collect();
-            if String::from_utf8_lossy(&c).contains(needle) {
-                v.push(pid);
-            }
-        }
-    }
-    v
+    processes_whose(&["cmdline"], |b| {
+        let joined: Vec<u8> = b.iter().map(|c| if *c == 0 { b' ' } else { *c }).collect();
+        String::from_utf8_lossy(&joined).contains(needle)
+    })
 }
 
 /// Poll until `f` holds (up to `secs`).

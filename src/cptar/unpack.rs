@@ -163,28 +163,14 @@ pub fn extract(
             .ok_or_else(|| invalid(format!("refusing archive entry {}", raw.display())))?;
         let kind = entry.header().entry_type();
         if let Some(want) = expect {
-            let stray = || {
-                invalid(format!(
-                    "refusing archive entry {}: not under {want}",
-                    raw.display()
-                ))
-            };
             if first {
                 top_is_dir = kind.is_dir();
-                let is_top = if want == "." {
-                    rel.as_os_str().is_empty() && top_is_dir
-                } else {
-                    rel == Path::new(want)
-                };
-                if !is_top {
-                    return Err(stray());
-                }
-            } else if !top_is_dir
-                || (want != "."
-                    && rel.components().next()
-                        != Some(std::path::Component::Normal(OsStr::new(want))))
-            {
-                return Err(stray());
+            }
+            if !expected_entry(want, first, top_is_dir, &rel) {
+                return Err(invalid(format!(
+                    "refusing archive entry {}: not under {want}",
+                    raw.display()
+                )));
             }
         }
         if std::mem::take(&mut first) {
@@ -223,19 +209,7 @@ pub fn extract(
             let l = entry
                 .link_name()?
                 .ok_or_else(|| invalid(format!("{}: hard link without a target", raw.display())))?;
-            let l = safe_relative(&l)
-                .ok_or_else(|| invalid(format!("refusing hard link target {}", l.display())))?;
-            let l = renamed(&mode, l);
-            // Only to a file this stream brought (all `pack` links to): never to what
-            // was at the destination before.
-            if !extracted.contains(&l) {
-                return Err(invalid(format!(
-                    "refusing hard link {} to {}: not a file of this copy",
-                    raw.display(),
-                    l.display()
-                )));
-            }
-            Some(l)
+            Some(hard_link_target(&mode, &l, &raw, &extracted)?)
         } else {
             None
         };
@@ -246,6 +220,44 @@ pub fn extract(
         }
     }
     Ok(())
+}
+
+/// Is `rel` an entry a stream asked for `want` may hold? The first entry must be `want`
+/// itself (for `.`, the directory's own entry); the rest must lie under it, and only a
+/// directory has anything under it.
+fn expected_entry(want: &str, first: bool, top_is_dir: bool, rel: &Path) -> bool {
+    if first {
+        return if want == "." {
+            rel.as_os_str().is_empty() && top_is_dir
+        } else {
+            rel == Path::new(want)
+        };
+    }
+    top_is_dir
+        && (want == "."
+            || rel.components().next() == Some(std::path::Component::Normal(OsStr::new(want))))
+}
+
+/// A hard link's target, checked: relative and inside, renamed as the entries are, and
+/// only to a file this stream brought (all `pack` links to) — never to what was at the
+/// destination before.
+fn hard_link_target(
+    mode: &Mode,
+    target: &Path,
+    raw: &Path,
+    extracted: &std::collections::HashSet<PathBuf>,
+) -> io::Result<PathBuf> {
+    let l = safe_relative(target)
+        .ok_or_else(|| invalid(format!("refusing hard link target {}", target.display())))?;
+    let l = renamed(mode, l);
+    if !extracted.contains(&l) {
+        return Err(invalid(format!(
+            "refusing hard link {} to {}: not a file of this copy",
+            raw.display(),
+            l.display()
+        )));
+    }
+    Ok(l)
 }
 
 /// Apply the rename rule: the top component becomes the destination's name.
@@ -423,6 +435,46 @@ fn set_mtime(fd: BorrowedFd, mtime: i64) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_asked_for_one_entry_holds_only_it_and_what_is_under_it() {
+        let p = Path::new;
+        // A file asked for: that file, alone.
+        assert!(expected_entry("app.log", true, false, p("app.log")));
+        assert!(!expected_entry("app.log", true, false, p(".ssh")));
+        assert!(!expected_entry("app.log", false, false, p("app.log/x")));
+        // A directory: its entries under it, nothing beside it.
+        assert!(expected_entry("etc", true, true, p("etc")));
+        assert!(expected_entry("etc", false, true, p("etc/passwd")));
+        assert!(!expected_entry("etc", false, true, p("etcetera/passwd")));
+        assert!(!expected_entry(
+            "etc",
+            false,
+            true,
+            p(".ssh/authorized_keys")
+        ));
+        // `SRC/.`: the directory's own entry first, then anything.
+        assert!(expected_entry(".", true, true, p("")));
+        assert!(!expected_entry(".", true, false, p("")));
+        assert!(expected_entry(".", false, true, p("a/b")));
+    }
+
+    #[test]
+    fn hard_links_only_to_files_of_the_same_stream() {
+        let mut brought = std::collections::HashSet::new();
+        brought.insert(PathBuf::from("d/a"));
+        let raw = Path::new("d/b");
+        assert_eq!(
+            hard_link_target(&Mode::Into, Path::new("d/a"), raw, &brought).unwrap(),
+            PathBuf::from("d/a")
+        );
+        for bad in ["d/other", "/etc/shadow", "../../etc/shadow"] {
+            assert!(
+                hard_link_target(&Mode::Into, Path::new(bad), raw, &brought).is_err(),
+                "{bad}"
+            );
+        }
+    }
     use crate::cptar::pack;
     use std::fs;
 

@@ -133,20 +133,7 @@ impl ProcessSandbox {
         // The child timestamps its steps here (CLOCK_MONOTONIC), for --explain/compare.
         let (tim_r, tim_w) = pipe()?;
         let cap_last = caps::last_cap();
-        // --userns remap: a namespace with the mapping (to idmap the layers through)
-        // and the pipes of the handshake in which the child asks for its maps.
-        let userns = match cfg.spec.security.userns {
-            Some(map) => {
-                let fd = userns::mapping_namespace(&map).map_err(|e| SandboxError::Setup {
-                    step: "make the user namespace mapping".into(),
-                    source: e,
-                })?;
-                let (ask_r, ask_w) = pipe()?;
-                let (done_r, done_w) = pipe()?;
-                Some((map, fd, (ask_r, done_w), (ask_w, done_r)))
-            }
-            None => None,
-        };
+        let userns = remap_setup(cfg.spec.security.userns)?;
         let flags = clone_flags(&cfg.spec.network);
         let t_clone = Instant::now();
         // SAFETY: a fork-style clone (no CLONE_VM, no new stack): the child gets a copy of
@@ -432,6 +419,24 @@ struct ChildUserns {
 pub(crate) unsafe fn file_from_raw(fd: i32) -> File {
     // SAFETY: ownership is transferred by the caller per this function's contract.
     unsafe { File::from_raw_fd(fd) }
+}
+
+/// `--userns remap`, before the clone: the mapping, a namespace holding it (to idmap
+/// the layers through), and the pipes of the handshake in which the child asks for
+/// its maps (the parent's ends, then the child's).
+type RemapSetup = (crate::spec::IdMap, OwnedFd, (File, File), (File, File));
+
+fn remap_setup(map: Option<crate::spec::IdMap>) -> Result<Option<RemapSetup>, SandboxError> {
+    let Some(map) = map else {
+        return Ok(None);
+    };
+    let fd = userns::mapping_namespace(&map).map_err(|e| SandboxError::Setup {
+        step: "make the user namespace mapping".into(),
+        source: e,
+    })?;
+    let (ask_r, ask_w) = pipe()?;
+    let (done_r, done_w) = pipe()?;
+    Ok(Some((map, fd, (ask_r, done_w), (ask_w, done_r))))
 }
 
 /// The namespaces a process container's first process is cloned into (the host's

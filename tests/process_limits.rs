@@ -38,11 +38,13 @@ fn pids_limit_stops_a_fork_bomb() {
             "busybox",
             "sh",
             "-c",
-            "sleep 1000 & bomb() { bomb | bomb & }; bomb; wait",
+            "sleep 1000 & (bomb() { bomb | bomb & }; bomb); wait",
         ])
         .trim()
         .to_string();
-    // The sleep forks first: the workload stays up however the bomb's forks fail.
+    // The sleep forks first and the bomb runs in a subshell: the workload (waiting for
+    // the sleep) stays up however the bomb's forks fail. (With the bomb in the main
+    // shell, a fork failing in the main shell itself ended the workload now and then.)
     std::thread::sleep(std::time::Duration::from_secs(2));
     let stats = tb.ok(&["stats", "--no-stream", &id]);
     let pids: u64 = stats

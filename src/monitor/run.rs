@@ -91,7 +91,7 @@ pub fn run(
 
     let info = shared.sandbox.wait();
     // Let the output drain (the pipes close when the last process holding them dies).
-    pumps.drain(Duration::from_secs(3));
+    pumps.drain(Duration::from_secs(3), Duration::from_secs(60));
     log_line(paths, id, &format!("workload exited with {}", info.code));
     let metrics = collect_metrics(shared.sandbox.as_ref(), &phases);
     let auto_remove = store.load(id).map(|r| r.auto_remove).unwrap_or(false);

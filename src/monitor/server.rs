@@ -41,9 +41,12 @@ impl Pumps {
     /// After the workload exited: wait until every stream reached EOF, or until no byte
     /// has moved for `idle` (a process the workload left behind still holds a pipe: it
     /// is killed with the sandbox right after). A backlog still flowing is waited for,
-    /// however long it is, so the log ends with the workload's last words.
-    pub fn drain(&self, idle: Duration) {
+    /// so the log ends with the workload's last words — but never past `most`: output
+    /// that never stops (a guest that keeps sending after its exit) cannot hold the
+    /// teardown up.
+    pub fn drain(&self, idle: Duration, most: Duration) {
         let tick = Duration::from_millis(50).min(idle);
+        let deadline = std::time::Instant::now() + most;
         let mut last = self.progress.load(Ordering::Relaxed);
         let mut still = Duration::ZERO;
         for rx in &self.done {
@@ -51,6 +54,9 @@ impl Pumps {
                 match rx.recv_timeout(tick) {
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
                     Err(RecvTimeoutError::Timeout) => {}
+                }
+                if std::time::Instant::now() >= deadline {
+                    return;
                 }
                 let now = self.progress.load(Ordering::Relaxed);
                 if now == last {
@@ -497,7 +503,7 @@ mod tests {
             done: vec![rx],
             progress: progress.clone(),
         };
-        pumps.drain(Duration::from_millis(100));
+        pumps.drain(Duration::from_millis(100), Duration::from_secs(30));
         assert_eq!(progress.load(Ordering::Relaxed), 8, "drained to the end");
         // A pipe held open with nothing flowing is given up after the idle limit.
         let (_tx, rx) = channel::<()>();
@@ -506,8 +512,37 @@ mod tests {
             progress: Arc::new(AtomicU64::new(0)),
         };
         let t = std::time::Instant::now();
-        pumps.drain(Duration::from_millis(100));
+        pumps.drain(Duration::from_millis(100), Duration::from_secs(30));
         assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn output_that_never_stops_cannot_hold_the_teardown_up() {
+        let (_tx, rx) = channel::<()>();
+        let progress = Arc::new(AtomicU64::new(0));
+        let p = progress.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let flood = thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                p.fetch_add(1, Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let pumps = Pumps {
+            done: vec![rx],
+            progress,
+        };
+        let t = std::time::Instant::now();
+        pumps.drain(Duration::from_millis(100), Duration::from_millis(400));
+        let took = t.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        flood.join().unwrap();
+        assert!(
+            took >= Duration::from_millis(400),
+            "gave up early: {took:?}"
+        );
+        assert!(took < Duration::from_secs(5), "held up: {took:?}");
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct MmioTransport {
     queue_sel: u32,
     status: u32,
     config_generation: u32,
+    /// The driver wrote a queue size the queue refused (not a power of two, above the
+    /// maximum, beyond 16 bits): DRIVER_OK then fails rather than run with a size the
+    /// driver does not expect.
+    bad_queue_size: bool,
 }
 
 impl std::fmt::Debug for MmioTransport {
@@ -67,6 +71,7 @@ impl MmioTransport {
             queue_sel: 0,
             status: 0,
             config_generation: 0,
+            bad_queue_size: false,
         }
     }
 
@@ -90,6 +95,7 @@ impl MmioTransport {
         self.status = 0;
         self.acked_features = 0;
         self.queue_sel = 0;
+        self.bad_queue_size = false;
         self.interrupt.status.store(0, Ordering::SeqCst);
     }
 
@@ -101,10 +107,11 @@ impl MmioTransport {
         let newly_ok = v & STATUS_DRIVER_OK != 0 && self.status & STATUS_DRIVER_OK == 0;
         self.status = v;
         if newly_ok {
-            let valid = self
-                .queues
-                .iter()
-                .all(|q| !q.ready() || q.is_valid(&*self.mem));
+            let valid = !self.bad_queue_size
+                && self
+                    .queues
+                    .iter()
+                    .all(|q| !q.ready() || q.is_valid(&*self.mem));
             let result = if !valid || self.acked_features & F_VERSION_1 == 0 {
                 Err("invalid queue set-up or legacy driver".to_string())
             } else {
@@ -176,9 +183,10 @@ impl MmioTransport {
             0x030 => self.queue_sel = v,
             0x038 if setting_up => {
                 if let Some(q) = self.queue() {
-                    // A size beyond u16 is no size: the queue stays invalid (0) and
-                    // cannot be made ready, rather than silently truncated.
-                    q.set_size(u16::try_from(v).unwrap_or(0));
+                    // Never truncated, never silently ignored (virtio-queue's set_size
+                    // keeps the old size on a bad one).
+                    let refused = u16::try_from(v).map_or(true, |n| q.try_set_size(n).is_err());
+                    self.bad_queue_size |= refused;
                 }
             }
             0x044 if setting_up => {
@@ -291,6 +299,39 @@ pub(crate) mod tests {
     }
     fn wr(t: &mut MmioTransport, off: u64, v: u32) {
         t.write(off, &v.to_le_bytes());
+    }
+
+    #[test]
+    fn a_queue_size_beyond_16_bits_is_no_size_not_a_truncated_one() {
+        let mem = Arc::new(crate::vmm::memory::create(1 << 20).unwrap());
+        let active = Arc::new(AtomicBool::new(false));
+        let dev = Arc::new(Mutex::new(Dummy {
+            active: active.clone(),
+        }));
+        let evt = Arc::new(EventFd::new(libc::EFD_NONBLOCK).unwrap());
+        let mut t = MmioTransport::new(
+            dev,
+            mem,
+            Interrupt::new(EventFd::new(libc::EFD_NONBLOCK).unwrap()),
+            vec![evt],
+        );
+        wr(&mut t, 0x70, STATUS_ACKNOWLEDGE | STATUS_DRIVER);
+        wr(&mut t, 0x24, 1);
+        wr(&mut t, 0x20, 1);
+        wr(&mut t, 0x70, 0xb);
+        wr(&mut t, 0x30, 0);
+        // 0x1_0010 truncated to u16 would be 16, a valid size.
+        wr(&mut t, 0x38, 0x1_0010);
+        wr(&mut t, 0x80, 0x1000);
+        wr(&mut t, 0x90, 0x2000);
+        wr(&mut t, 0xa0, 0x3000);
+        wr(&mut t, 0x44, 1);
+        wr(&mut t, 0x70, 0xf);
+        assert!(
+            !active.load(Ordering::SeqCst),
+            "activated with a bogus queue size"
+        );
+        assert_ne!(rd(&mut t, 0x70) & STATUS_FAILED, 0);
     }
 
     #[test]
